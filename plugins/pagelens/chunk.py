@@ -1,0 +1,78 @@
+"""Pages -> chunks: windows of ~1-2k characters that follow blocks and lines and never cross a page."""
+
+from __future__ import annotations
+
+import hashlib
+
+from pagelens.models import BBox, Block, Chunk, Page
+from pagelens.ocr import union
+
+
+def chunk_id(namespace: str, doc_id: str, page: int, chunk_no: int, model_version: str) -> str:
+    """Deterministic primary key: a rerun overwrites the same rows instead of adding new ones."""
+    key = "\x1f".join([namespace, doc_id, str(page), str(chunk_no), model_version])
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def chunk_pages(pages: list[Page], *, namespace: str, doc_id: str, source_uri: str, content_sha256: str,
+                model_version: str, target_chars: int, max_chars: int) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for page in pages:
+        for no, (text, bbox, kind, image) in enumerate(_page_windows(page, target_chars, max_chars)):
+            chunks.append(Chunk(
+                id=chunk_id(namespace, doc_id, page.number, no, model_version), namespace=namespace,
+                doc_id=doc_id, source_uri=source_uri, content_sha256=content_sha256, page=page.number,
+                chunk_no=no, bbox=bbox, kind=kind, text=text, model_version=model_version, image=image,
+            ))
+    return chunks
+
+
+def _page_windows(page: Page, target: int, limit: int) -> list[tuple[str, BBox, str, object]]:
+    """Text and OCR blocks are packed together up to `target`; tables and figures stay whole-ish units.
+
+    Each window carries the image the CLIP branch embeds: its figure crop, else the page raster.
+    """
+    figure_images = {bbox: image for bbox, image in page.figures}
+    windows: list[tuple[str, BBox, str, object]] = []
+    buffer: list[Block] = []
+
+    def flush() -> None:
+        if buffer:
+            text = "\n".join(b.text for b in buffer)
+            windows.append((text, union([b.bbox for b in buffer]), buffer[0].kind, page.image))
+            buffer.clear()
+
+    for block in page.blocks:
+        pieces = _split(block, limit)
+        if block.kind in ("table", "figure"):
+            flush()
+            image = figure_images.get(block.bbox, page.image)
+            windows += [(p.text, p.bbox, block.kind, image) for p in pieces]
+            continue
+        for piece in pieces:
+            if buffer and sum(len(b.text) + 1 for b in buffer) + len(piece.text) > target:
+                flush()
+            buffer.append(piece)
+    flush()
+    if not windows and page.image is not None:  # a picture with no readable text: still findable by CLIP
+        windows.append(("", (0.0, 0.0, page.width, page.height), "figure", page.image))
+    return windows
+
+
+def _split(block: Block, limit: int) -> list[Block]:
+    """Split an oversized block at line boundaries (a long table keeps whole rows)."""
+    if len(block.text) <= limit:
+        return [block]
+    pieces: list[Block] = []
+    lines: list[str] = []
+    for line in block.text.split("\n"):
+        while len(line) > limit:  # one enormous line: cut it hard
+            pieces.append(Block(line[:limit], block.bbox, block.kind))
+            line = line[limit:]
+        if lines and sum(len(x) + 1 for x in lines) + len(line) > limit:
+            pieces.append(Block("\n".join(lines), block.bbox, block.kind))
+            lines = []
+        lines.append(line)
+    if lines:
+        pieces.append(Block("\n".join(lines), block.bbox, block.kind))
+    return pieces

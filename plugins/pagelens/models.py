@@ -1,0 +1,94 @@
+"""Plain data passed between stages: pages, chunks, hits, citations, per-document reports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+BBox = tuple[float, float, float, float]  # x0, top, x1, bottom in PDF points of the (rotated) page
+
+
+@dataclass
+class Block:
+    """A piece of a page in reading order: a text block, a table, a figure's OCR text or OCR'd lines."""
+
+    text: str
+    bbox: BBox
+    kind: str  # text | table | figure | ocr
+
+
+@dataclass
+class Page:
+    number: int  # 1-based physical page index
+    width: float
+    height: float
+    blocks: list[Block] = field(default_factory=list)
+    words: list[tuple[str, BBox]] = field(default_factory=list)
+    ocr: bool = False
+    tables: int = 0
+    image: Any = None  # PIL image of the page (kept only while the document is processed)
+    figures: list[tuple[BBox, Any]] = field(default_factory=list)  # figure crops (bbox, PIL image)
+
+
+@dataclass
+class Chunk:
+    id: str
+    namespace: str
+    doc_id: str
+    source_uri: str
+    content_sha256: str
+    page: int
+    chunk_no: int
+    bbox: BBox
+    kind: str
+    text: str
+    model_version: str
+    image: Any = None  # PIL image the CLIP branch embeds (page raster or figure crop)
+
+
+@dataclass
+class Hit:
+    id: str
+    doc_id: str
+    page: int
+    kind: str
+    text: str
+    bbox: list[float]
+    score: float
+
+
+@dataclass
+class Citation:
+    doc: str
+    page: int
+    bbox: list[float]
+    label: str
+    snippet: str
+    score: float
+
+
+@dataclass
+class Answer:
+    text: str
+    citations: list[Citation]
+    mode: str  # extractive | generated | extractive-fallback
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DocumentReport:
+    doc: str
+    status: str  # indexed | skipped | quarantined | deleted
+    reason: str = ""
+    pages: int = 0
+    ocr_pages: int = 0
+    tables: int = 0
+    figures: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,100 @@
+"""Pre-flight check of a PDF's structure with qpdf (pikepdf) before any parser or renderer touches it.
+
+Parsers and rasterisers trust the file; this check refuses what would crash them, loop forever or
+exhaust memory (decompression bombs, circular form XObjects, inverted page boxes), and finds the
+password that opens an encrypted file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pagelens.errors import CorruptDocument, DecompressionBomb, EmptyDocument, EncryptedDocument
+
+# Filters that only make sense on images; a content stream using one is a bomb or garbage.
+_IMAGE_ONLY_FILTERS = {"/JBIG2Decode", "/DCTDecode", "/JPXDecode", "/CCITTFaxDecode"}
+
+
+def check_pdf(path: Path, passwords: list[str], max_image_pixels: int, max_pages: int) -> str:
+    """Raise a DocumentError if the PDF must not be parsed; return the password that opens it."""
+    import pikepdf
+
+    if path.stat().st_size == 0:
+        raise EmptyDocument("the file is 0 bytes")
+    password = _open_password(path, passwords)
+    try:
+        with pikepdf.open(path, password=password) as pdf:
+            if len(pdf.pages) == 0:
+                raise EmptyDocument("the PDF has no pages")
+            if len(pdf.pages) > max_pages:
+                raise CorruptDocument(f"{len(pdf.pages)} pages exceeds the cap of {max_pages} (PAGELENS_MAX_PAGES)")
+            for number, page in enumerate(pdf.pages, start=1):
+                _check_page(page, number, max_image_pixels)
+    except pikepdf.PdfError as exc:
+        raise CorruptDocument(f"qpdf cannot read the file ({_short(exc)})") from exc
+    return password
+
+
+def _open_password(path: Path, passwords: list[str]) -> str:
+    import pikepdf
+
+    for password in ["", *passwords]:
+        try:
+            pikepdf.open(path, password=password).close()
+            return password
+        except pikepdf.PasswordError:
+            continue
+        except pikepdf.PdfError as exc:
+            raise CorruptDocument(f"not a readable PDF ({_short(exc)})") from exc
+    raise EncryptedDocument(
+        f"password-protected and none of the {len(passwords)} configured passwords opens it "
+        "(add it to PAGELENS_PDF_PASSWORDS)"
+    )
+
+
+def _check_page(page: object, number: int, max_image_pixels: int) -> None:
+    import pikepdf
+
+    box = [float(v) for v in page.obj.get("/MediaBox", [0, 0, 612, 792])]  # type: ignore[attr-defined]
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise CorruptDocument(f"page {number} has an inverted or empty MediaBox {box}")
+    contents = page.obj.get("/Contents")  # type: ignore[attr-defined]
+    streams = [contents] if isinstance(contents, pikepdf.Stream) else list(contents or [])
+    for stream in streams:
+        filters = stream.get("/Filter")
+        names = {str(f) for f in (filters if isinstance(filters, pikepdf.Array) else [filters])} if filters else set()
+        if names & _IMAGE_ONLY_FILTERS:
+            raise DecompressionBomb(
+                f"page {number} content stream is encoded with an image filter ({', '.join(sorted(names))})"
+            )
+    _check_xobjects(page.obj.get("/Resources"), number, max_image_pixels, set())  # type: ignore[attr-defined]
+
+
+def _check_xobjects(resources: object, number: int, max_image_pixels: int, seen: set[tuple[int, int]]) -> None:
+    """Walk form XObjects depth-first: refuse giant images and cycles (infinite recursion in renderers)."""
+    import pikepdf
+
+    if not isinstance(resources, pikepdf.Dictionary):
+        return
+    xobjects = resources.get("/XObject")
+    if not isinstance(xobjects, pikepdf.Dictionary):
+        return
+    for name, xobj in xobjects.items():
+        if not isinstance(xobj, pikepdf.Stream):
+            continue
+        if xobj.get("/Subtype") == "/Image":
+            pixels = int(xobj.get("/Width", 0)) * int(xobj.get("/Height", 0))
+            if pixels > max_image_pixels:
+                raise DecompressionBomb(
+                    f"page {number} image {name} is {int(xobj.get('/Width', 0))}x{int(xobj.get('/Height', 0))} px, "
+                    f"over the cap of {max_image_pixels:,} px (PAGELENS_MAX_IMAGE_PIXELS)"
+                )
+        elif xobj.get("/Subtype") == "/Form":
+            key = xobj.objgen
+            if key in seen:
+                raise CorruptDocument(f"page {number} has circular form XObject references ({name})")
+            _check_xobjects(xobj.get("/Resources"), number, max_image_pixels, seen | {key})
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).split(": ", 1)[-1][:160]

@@ -1,0 +1,163 @@
+"""PII scrubbing of text before it is embedded or stored, and face blurring of page/figure images."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def _card_ok(match: str) -> bool:
+    """Luhn alone passes 1 in 10 digit runs; the network prefix keeps rows of years (2019 2020 ...) out."""
+    digits = re.sub(r"\D", "", match)
+    network = digits[0] in "3456" or 2221 <= int(digits[:4]) <= 2720
+    return 13 <= len(digits) <= 19 and network and _luhn_ok(digits)
+
+
+def _iban_ok(match: str) -> bool:
+    """ISO 13616: move the first four characters to the end, letters to 10..35, remainder mod 97 is 1."""
+    iban = match.replace(" ", "")
+    if not 15 <= len(iban) <= 34:
+        return False
+    return int("".join(str(int(ch, 36)) for ch in iban[4:] + iban[:4])) % 97 == 1
+
+
+def _phone_ok(match: str) -> bool:
+    """International numbers carry 8-15 digits; `+1 234 567 890` is a signed figure, not a phone."""
+    if re.fullmatch(r"\+\d{1,3}(?: \d{3})+", match):
+        return False
+    return 8 <= sum(ch.isdigit() for ch in match) <= 15
+
+
+_US_PHONE = r"(?:\+1[ .-]?)?(?:\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?: ?(?:x|ext\.?) ?\d{1,5})?"
+_INTL_PHONE = r"\+\d{1,3}(?:[ -]\d{1,5}){1,6}"
+
+# Applied in order: IBANs and cards before SSNs and phones so a long number is never half-eaten as a phone.
+_RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
+    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), None),
+    (
+        "IBAN",
+        re.compile(r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)\b"),
+        _iban_ok,
+    ),
+    (
+        "CARD",
+        re.compile(
+            r"(?<![\w.,-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?|\d{4}([ -])\d{6}\2\d{4,5})"
+            r"(?![\w-]|[.,]\d)"
+        ),
+        _card_ok,
+    ),
+    ("SSN", re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"), None),
+    ("PHONE", re.compile(rf"(?<![\w.+-])(?:{_US_PHONE}(?![\w-]|[.]\d)|{_INTL_PHONE}(?![\w-]|[.,]\d))"), _phone_ok),
+)
+
+
+def _replacer(label: str, valid: Callable[[str], bool] | None) -> Callable[[re.Match[str]], str]:
+    """Greedy groups can swallow what follows (a CVV, `EUR`), so a failed match retries shorter at separators."""
+
+    def replace(match: re.Match[str]) -> str:
+        found = match.group()
+        while valid is not None and not valid(found):
+            cut = max(found.rfind(" "), found.rfind("-"))
+            if cut <= 0:
+                return match.group()
+            found = found[:cut]
+        return f"[{label}]" + match.group()[len(found) :]
+
+    return replace
+
+
+def redact_text(text: str) -> str:
+    """Replace emails, phones, SSNs, card numbers and IBANs with typed placeholders like `[EMAIL]`.
+
+    Cards and IBANs must pass their checksums and phones must look like phones, so the figures,
+    years, ranges and dates of financial tables survive untouched.
+    """
+    for label, pattern, valid in _RULES:
+        text = pattern.sub(_replacer(label, valid), text)
+    return text
+
+
+_CASCADE = "haarcascade_frontalface_default.xml"
+_MAX_DETECT_SIDE = 2000  # bounds Haar time on big scans; faces under ~24 px at this scale go undetected
+
+
+@functools.lru_cache(maxsize=1)
+def _cascade() -> Any:
+    """Load OpenCV's frontal-face Haar cascade once; fail loudly rather than skip blurring silently."""
+    import cv2
+
+    classifier = getattr(cv2, "CascadeClassifier", None) or getattr(
+        getattr(cv2, "xobjdetect", None), "CascadeClassifier", None
+    )
+    package_dir = Path(cv2.__file__).parent
+    data_dir = Path(getattr(getattr(cv2, "data", None), "haarcascades", package_dir))
+    xml = next((p for p in [data_dir / _CASCADE, *package_dir.rglob(_CASCADE)] if p.is_file()), None)
+    if classifier is None or xml is None:
+        raise RuntimeError(
+            f"face blurring needs cv2.CascadeClassifier and {_CASCADE}; OpenCV {cv2.__version__} has "
+            f"{'no' if classifier is None else 'a'} CascadeClassifier and {'no' if xml is None else 'the'} "
+            "cascade file (OpenCV 5 moved both to contrib): install opencv-python-headless<5"
+        )
+    cascade = classifier(str(xml))
+    if cascade.empty():
+        raise RuntimeError(f"could not load the Haar cascade at {xml}")
+    return cascade
+
+
+def _face_boxes(gray: Any, detector: Any) -> list[Box]:
+    """Detect on a copy no longer than _MAX_DETECT_SIDE and scale the boxes back to full size."""
+    import cv2
+
+    scale = min(1.0, _MAX_DETECT_SIDE / max(gray.shape[:2]))
+    small = gray
+    if scale < 1.0:
+        size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+        small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    found = detector.detectMultiScale(cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+    return [tuple(round(v / scale) for v in box) for box in found]  # type: ignore[misc]
+
+
+def _blur_boxes(image: Image.Image, boxes: Sequence[Box]) -> Image.Image:
+    """Return an RGB copy with each box, padded by 10%, blurred past recognition."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.array(image.convert("RGB"))
+    height, width = pixels.shape[:2]
+    for x, y, w, h in boxes:
+        pad_x, pad_y = round(w * 0.1), round(h * 0.1)
+        x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
+        x1, y1 = min(width, x + w + pad_x), min(height, y + h + pad_y)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        kernel = (min(x1 - x0, y1 - y0) // 2) * 2 + 1  # about the face's size: features are gone, not softened
+        pixels[y0:y1, x0:x1] = cv2.GaussianBlur(pixels[y0:y1, x0:x1], (kernel, kernel), 0)
+    return Image.fromarray(pixels)
+
+
+def blur_faces(image: Image.Image) -> Image.Image:
+    """Return a new RGB image with every frontal face blurred; the input is never modified."""
+    import cv2
+    import numpy as np
+
+    rgb = image.convert("RGB")  # always a copy, even when already RGB
+    boxes = _face_boxes(cv2.cvtColor(np.asarray(rgb), cv2.COLOR_RGB2GRAY), _cascade())
+    return _blur_boxes(rgb, boxes) if boxes else rgb

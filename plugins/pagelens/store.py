@@ -1,0 +1,184 @@
+"""Milvus: schema, collection generations behind an alias, upsert/delete by document, searches.
+
+The same code talks to a Milvus Lite file (embedded default), `milvus-lite server` on 127.0.0.1, or a
+Milvus cluster; only `PAGELENS_MILVUS_URI` differs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pagelens.errors import IndexMissing, StoreUnavailable
+from pagelens.models import Chunk, Hit
+from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
+
+log = logging.getLogger(__name__)
+CONCAT_DIM = IMAGE_DIM + TEXT_DIM
+OUTPUT_FIELDS = ["doc_id", "page", "kind", "text", "bbox"]
+# Standard tokenizer + English stemming and stop words: "shipped" finds "shipping".
+ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer", "language": "english"},
+                                                {"type": "stop", "stop_words": ["_english_"]}]}
+MAX_TEXT = 65535
+PAGE_SIZE = 10_000
+
+
+@functools.lru_cache(maxsize=8)
+def _client(uri: str, token: str) -> Any:
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    try:
+        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+    except MilvusException as exc:
+        raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return json.dumps(value)
+
+
+class VectorStore:
+    """One logical index (`settings.collection`, an alias) over generations `<collection>_v<N>`."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.is_lite:
+            settings.ensure_dirs()
+        self.settings = settings
+        self.client = _client(settings.milvus_uri, settings.milvus_token)
+        self.alias = settings.collection
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def ensure_collection(self) -> str:
+        """Create generation v1 and point the alias at it if the index does not exist yet."""
+        if not self.client.has_collection(self.alias):
+            self.create_generation(f"{self.alias}_v1")
+            self.client.create_alias(f"{self.alias}_v1", self.alias)
+        self.ensure_loaded()
+        return self.alias
+
+    def ensure_loaded(self) -> None:
+        """Load the collection for search (a fresh process finds it released)."""
+        if not self.client.has_collection(self.alias):
+            raise IndexMissing(f"no index '{self.alias}' at {self.settings.milvus_uri}: run `pagelens ingest` first")
+        state = str(self.client.get_load_state(self.alias).get("state", ""))
+        if "Loaded" not in state:
+            kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
+            self.client.load_collection(self.alias, **kwargs)
+
+    def create_generation(self, name: str) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, max_length=64, is_primary=True)
+        schema.add_field("namespace", DataType.VARCHAR, max_length=128, is_partition_key=True)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=1024)
+        schema.add_field("source_uri", DataType.VARCHAR, max_length=2048)
+        schema.add_field("content_sha256", DataType.VARCHAR, max_length=64)
+        schema.add_field("page", DataType.INT64)
+        schema.add_field("chunk_no", DataType.INT64)
+        schema.add_field("bbox", DataType.JSON)
+        schema.add_field("kind", DataType.VARCHAR, max_length=16)
+        schema.add_field("model_version", DataType.VARCHAR, max_length=256)
+        schema.add_field("has_image", DataType.BOOL)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True, analyzer_params=ANALYZER)
+        schema.add_field("text_vec", DataType.FLOAT_VECTOR, dim=TEXT_DIM)
+        schema.add_field("image_vec", DataType.FLOAT_VECTOR, dim=IMAGE_DIM)
+        schema.add_field("concat_vec", DataType.FLOAT_VECTOR, dim=CONCAT_DIM)  # the seed's baseline only
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
+                                     input_field_names=["text"], output_field_names=["sparse"]))
+        index = self.client.prepare_index_params()
+        for field in ("text_vec", "image_vec", "concat_vec"):
+            index.add_index(field, index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        self.client.create_collection(name, schema=schema, index_params=index, num_shards=self.settings.num_shards)
+        if not self.settings.is_lite:
+            self.client.load_collection(name, replica_number=self.settings.replica_number)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def upsert_chunks(self, chunks: Sequence[Chunk], text_vecs: Sequence[list[float]],
+                      image_vecs: Sequence[list[float] | None], vision_weight: float) -> int:
+        rows: dict[str, dict[str, Any]] = {}  # keyed by id: Milvus accepts duplicate keys in one batch
+        for chunk, tvec, ivec in zip(chunks, text_vecs, image_vecs, strict=True):
+            rows[chunk.id] = {
+                "id": chunk.id, "namespace": chunk.namespace, "doc_id": chunk.doc_id,
+                "source_uri": chunk.source_uri, "content_sha256": chunk.content_sha256, "page": chunk.page,
+                "chunk_no": chunk.chunk_no, "bbox": [round(v, 2) for v in chunk.bbox], "kind": chunk.kind,
+                "model_version": chunk.model_version, "has_image": ivec is not None,
+                "text": chunk.text[:MAX_TEXT // 4],  # VARCHAR limit is bytes; keep multi-byte text safe
+                "text_vec": tvec, "image_vec": ivec or [0.0] * IMAGE_DIM,
+                "concat_vec": concat_vector(ivec, tvec, vision_weight),
+            }
+        if rows:
+            self.client.upsert(self.alias, list(rows.values()))
+        return len(rows)
+
+    def delete_document(self, namespace: str, doc_id: str) -> None:
+        self.client.delete(self.alias, filter=f"namespace == {quote(namespace)} and doc_id == {quote(doc_id)}")
+
+    def flush(self) -> None:
+        """Seal growing segments so searches use the index, not brute force."""
+        self.client.flush(self.alias)
+
+    def count(self, namespace: str, doc_id: str | None = None) -> int:
+        expr = f"namespace == {quote(namespace)}" + (f" and doc_id == {quote(doc_id)}" if doc_id else "")
+        rows = self.client.query(self.alias, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def delete_ids(self, ids: set[str]) -> None:
+        self.client.delete(self.alias, ids=sorted(ids))
+
+    def chunk_ids_of(self, namespace: str, doc_id: str | None = None) -> list[str]:
+        expr = f"namespace == {quote(namespace)}" + (f" and doc_id == {quote(doc_id)}" if doc_id else "")
+        ids: list[str] = []
+        while True:  # plain paging: Milvus Lite has no query_iterator timestamps
+            rows = self.client.query(self.alias, filter=expr, output_fields=["id"], offset=len(ids), limit=PAGE_SIZE)
+            ids += [r["id"] for r in rows]
+            if len(rows) < PAGE_SIZE:
+                return ids
+
+    # -- reads -----------------------------------------------------------------------------------
+    def search(self, field: str, vector: Any, namespace: str, limit: int, expr: str = "") -> list[Hit]:
+        self.ensure_loaded()
+        metric = "BM25" if field == "sparse" else "IP"
+        result = self.client.search(self.alias, data=[vector], anns_field=field, limit=limit,
+                                    filter=_namespace_filter(namespace, expr), output_fields=OUTPUT_FIELDS,
+                                    search_params={"metric_type": metric})
+        return [_hit(r) for r in result[0]]
+
+    def hybrid_search(self, requests: list[tuple[str, Any, str]], namespace: str, limit: int, per_field: int,
+                      weights: list[float] | None = None) -> list[Hit]:
+        """One query per (field, vector, expr), fused by Milvus (RRF, or weighted when weights are given)."""
+        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
+
+        self.ensure_loaded()
+        reqs = [AnnSearchRequest(data=[vec], anns_field=field, limit=per_field, expr=_namespace_filter(namespace, expr),
+                                 param={"metric_type": "BM25" if field == "sparse" else "IP"})
+                for field, vec, expr in requests]
+        ranker = WeightedRanker(*weights) if weights else RRFRanker(60)
+        result = self.client.hybrid_search(self.alias, reqs, ranker, limit=limit, output_fields=OUTPUT_FIELDS)
+        return [_hit(r) for r in result[0]]
+
+
+def concat_vector(image_vec: list[float] | None, text_vec: list[float], alpha: float) -> list[float]:
+    """The seed's single vector: [alpha*CLIP, (1-alpha)*MiniLM], L2-normalised."""
+    image = image_vec or [0.0] * IMAGE_DIM
+    joined = [alpha * v for v in image] + [(1 - alpha) * v for v in text_vec]
+    norm = sum(v * v for v in joined) ** 0.5 or 1.0
+    return [v / norm for v in joined]
+
+
+def _namespace_filter(namespace: str, expr: str) -> str:
+    base = f"namespace == {quote(namespace)}"
+    return f"{base} and ({expr})" if expr else base
+
+
+def _hit(result: dict[str, Any]) -> Hit:
+    entity = result["entity"]
+    return Hit(id=str(result["id"]), doc_id=entity["doc_id"], page=int(entity["page"]), kind=entity["kind"],
+               text=entity["text"], bbox=list(entity["bbox"]), score=float(result["distance"]))
