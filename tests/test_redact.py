@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pagelens.redact import _blur_boxes, _cascade, _face_boxes, blur_faces, redact_text
 from PIL import Image
+
+from pagelens.redact import _blur_boxes, _cascade, _face_boxes, blur_faces, redact_text
 
 
 def _detector_available() -> bool:

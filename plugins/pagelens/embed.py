@@ -131,4 +131,4 @@ def zero_image_vector() -> list[float]:
     return [0.0] * IMAGE_DIM
 
 
-__all__ = ["TEXT_DIM", "IMAGE_DIM", "TextEncoder", "ImageEncoder", "text_encoder", "image_encoder", "model_version"]
+__all__ = ["IMAGE_DIM", "TEXT_DIM", "ImageEncoder", "TextEncoder", "image_encoder", "model_version", "text_encoder"]

@@ -251,8 +251,13 @@ def _pdfminer_warnings() -> Iterator[list[str]]:
 
     handler = _Collect(level=logging.WARNING)
     logger = logging.getLogger("pdfminer")
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # whatever the app's log config, damage must be seen here
+    logger.propagate = False  # collected and reported as the quarantine reason, not printed
     try:
         yield messages
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, select
 from sqlalchemy.engine import Engine

@@ -40,11 +40,14 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from PIL import Image as PILImage
 
 __all__ = [
+    "CHART_CAPTION",
     "PDF_NAME",
     "PNG_NAME",
     "QUARTERLY_UNITS",
     "REVENUE_BY_REGION",
     "main",
+    "render_chart",
+    "render_scan",
     "write_samples",
 ]
 
@@ -449,8 +452,7 @@ def _write_pdf(path: Path, chart_png: bytes, memo_jpeg: bytes) -> None:
         Paragraph("Dana Whitfield<br/>Chief Executive Officer, Acme Robotics", body),
         Spacer(1, 18),
         Paragraph(
-            "Investor relations contact: investor.relations@acme-robotics.example, "
-            "phone +31 40 123 4567",
+            "Investor relations contact: investor.relations@acme-robotics.example, phone +31 40 123 4567",
             contact,
         ),
         PageBreak(),

@@ -31,6 +31,10 @@ def _client(uri: str, token: str) -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
+    if not uri.startswith(("http://", "https://", "tcp://")):
+        # Milvus Lite serves in-process and logs a traceback for each RPC it does not implement
+        # (AllocTimestamp while waiting for an index); pymilvus falls back, so the trace is noise.
+        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
         return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
     except MilvusException as exc:

@@ -1,0 +1,38 @@
+"""Shared fixtures: per-test settings with their own Milvus Lite file and registry, the eval corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pagelens.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_EVAL = REPO.parent / "shared" / "eval"
+
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-default settings isolated under a temporary data dir."""
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_eval() -> Path:
+    if not SHARED_EVAL.is_dir():
+        pytest.skip("../shared/eval is absent (it ships beside the repo in CI, not in a user's clone)")
+    return SHARED_EVAL
+
+
+@pytest.fixture(scope="session")
+def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pagelens.samples import write_samples
+
+    target = tmp_path_factory.mktemp("samples")
+    write_samples(target)
+    return target

@@ -1,0 +1,54 @@
+"""Encoders: MiniLM from the offline package, CLIP through transformers on a tiny random-init model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from PIL import Image
+
+from pagelens.embed import ImageEncoder, image_encoder, model_version, text_encoder
+from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
+from tests.clip_fixture import write_tiny_clip
+
+pytestmark = pytest.mark.integration
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+def test_minilm_vectors_are_normalised_and_semantic() -> None:
+    enc = text_encoder(Settings())
+    cat, feline, revenue = enc.encode(["The cat sits on the mat", "A feline rests on a rug", "Revenue grew in Europe"])
+    assert len(cat) == TEXT_DIM
+    assert math.isclose(_cos(cat, cat), 1.0, rel_tol=1e-4)
+    assert _cos(cat, feline) > _cos(cat, revenue) + 0.3
+
+
+def test_minilm_keeps_input_order_across_length_sorted_batches() -> None:
+    enc = text_encoder(Settings(encode_batch_size=2))
+    texts = ["short", "a much longer sentence about quarterly revenue in Europe", "mid length text"]
+    batched = enc.encode(texts)
+    for text, vec in zip(texts, batched, strict=True):
+        assert _cos(vec, enc.encode([text])[0]) > 0.999
+
+
+def test_clip_path_on_tiny_random_model(tmp_path) -> None:
+    clip_dir = write_tiny_clip(tmp_path / "clip")
+    encoder = ImageEncoder(str(clip_dir))
+    red, blue = Image.new("RGB", (64, 48), "red"), Image.new("RGB", (40, 40), "blue")
+    images = encoder.encode_images([red, blue, red])
+    assert len(images) == 3 and len(images[0]) == IMAGE_DIM
+    assert math.isclose(_cos(images[0], images[2]), 1.0, rel_tol=1e-4)  # deterministic
+    assert _cos(images[0], images[1]) < 0.9999
+    (query,) = encoder.encode_texts(["a chart of revenue"])
+    assert len(query) == IMAGE_DIM and math.isclose(_cos(query, query), 1.0, rel_tol=1e-4)
+
+
+def test_vision_branch_off_without_weights_and_version_says_so(tmp_path, caplog) -> None:
+    assert image_encoder(Settings(clip_model="")) is None
+    assert model_version(Settings(clip_model="")).endswith("+clip:off")
+    missing = Settings(clip_model=str(tmp_path / "no-such-model"))
+    assert image_encoder(missing) is None
+    assert "Vision branch off" in caplog.text

@@ -1,0 +1,82 @@
+"""Milvus Lite through the real pymilvus API: upserts, namespaces, deletes, each search field."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from pagelens.chunk import chunk_id
+from pagelens.models import Chunk
+from pagelens.settings import IMAGE_DIM, TEXT_DIM
+from pagelens.store import VectorStore, concat_vector
+
+pytestmark = pytest.mark.integration
+
+
+def _vec(text: str, dim: int) -> list[float]:
+    """Deterministic hash vector: fast and repeatable for storage tests (real MiniLM is tested elsewhere)."""
+    raw = [b / 255 - 0.5 for b in hashlib.sha512(text.encode()).digest() * (dim // 64 + 1)][:dim]
+    norm = sum(v * v for v in raw) ** 0.5
+    return [v / norm for v in raw]
+
+
+def _chunk(ns: str, doc: str, page: int, no: int, text: str) -> Chunk:
+    return Chunk(id=chunk_id(ns, doc, page, no, "v1"), namespace=ns, doc_id=doc, source_uri=f"file:///{doc}",
+                 content_sha256="0" * 64, page=page, chunk_no=no, bbox=(1.0, 2.0, 3.0, 4.0), kind="text",
+                 text=text, model_version="v1")
+
+
+def _write(store: VectorStore, chunks: list[Chunk], with_images: bool = False) -> int:
+    images = [_vec("img" + c.text, IMAGE_DIM) if with_images else None for c in chunks]
+    return store.upsert_chunks(chunks, [_vec(c.text, TEXT_DIM) for c in chunks], images, 0.3)
+
+
+@pytest.fixture
+def store(settings) -> VectorStore:
+    s = VectorStore(settings)
+    s.ensure_collection()
+    return s
+
+
+def test_upsert_is_idempotent_and_dedupes_a_batch(store) -> None:
+    chunks = [_chunk("a", "r.pdf", 1, 0, "revenue grew in Europe"), _chunk("a", "r.pdf", 2, 0, "headcount rose")]
+    assert _write(store, chunks + chunks[:1]) == 2  # the duplicate key inside one batch is dropped
+    _write(store, chunks)
+    assert store.count("a") == 2
+    assert sorted(store.chunk_ids_of("a")) == sorted(c.id for c in chunks)
+
+
+def test_namespaces_never_leak_and_delete_hits_one_document(store) -> None:
+    _write(store, [_chunk("a", "r.pdf", 1, 0, "shared words in finance"), _chunk("a", "s.pdf", 1, 0, "other doc")])
+    _write(store, [_chunk("b", "r.pdf", 1, 0, "shared words in finance")])
+    hits = store.search("sparse", "finance words", "b", 10)
+    assert hits and {h.doc_id for h in hits} == {"r.pdf"} and store.count("b") == 1
+    store.delete_document("a", "r.pdf")
+    assert store.count("a") == 1 and store.count("b") == 1 and store.count("a", "s.pdf") == 1
+
+
+def test_bm25_ranks_the_matching_chunk_first_with_stemming(store) -> None:
+    texts = ["the plant in Eindhoven opened in March", "units shipped per quarter grew steadily",
+             "the board approved the dividend", "calibration interval of the robot arm"]
+    _write(store, [_chunk("a", "d.pdf", i + 1, 0, t) for i, t in enumerate(texts)])
+    store.flush()
+    assert store.search("sparse", "how many units were shipping", "a", 3)[0].page == 2
+    assert store.search("text_vec", _vec(texts[3], TEXT_DIM), "a", 1)[0].page == 4
+
+
+def test_hybrid_search_fuses_fields_and_image_filter(store) -> None:
+    chunks = [_chunk("a", "d.pdf", i + 1, 0, f"page text number {i} about topic {i}") for i in range(5)]
+    _write(store, chunks, with_images=True)
+    hits = store.hybrid_search([("sparse", "topic 3", ""), ("text_vec", _vec(chunks[3].text, TEXT_DIM), ""),
+                                ("image_vec", _vec("img" + chunks[3].text, IMAGE_DIM), "has_image == true")],
+                               "a", limit=3, per_field=5)
+    assert hits[0].page == 4 and hits[0].bbox == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_concat_vector_is_the_seed_baseline() -> None:
+    text = _vec("t", TEXT_DIM)
+    joined = concat_vector(None, text, 0.3)
+    assert len(joined) == IMAGE_DIM + TEXT_DIM
+    assert all(v == 0 for v in joined[:IMAGE_DIM])
+    assert abs(sum(v * v for v in joined) - 1) < 1e-6
