@@ -36,3 +36,12 @@ def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("samples")
     write_samples(target)
     return target
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_milvus_lite_servers():
+    """Stop in-process Milvus Lite servers before pytest closes its streams (their exit logs go nowhere)."""
+    yield
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_all()

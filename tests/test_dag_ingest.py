@@ -9,9 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pagelens.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -22,19 +25,19 @@ GOOD = ("acme_annual_report.pdf", "warehouse_inspection_scan.png")
 
 @dataclass
 class Env:
-    dag: Any
-    settings: Any
+    dag: Any  # airflow.sdk.DAG, imported only once the fixture has pointed airflow at its temp home
+    settings: Settings
     source: Path
 
 
-def _point_airflow_at(home: Path | None) -> None:
-    """Re-read the metadata DB and dags folder: airflow may already be imported with other settings."""
+def _configure_airflow(migrate: bool) -> None:
+    """Re-read the metadata DB URL and dags folder from the environment: airflow may already be imported."""
     from airflow import settings
 
     settings.dispose_orm()
     settings.configure_vars()
     settings.configure_orm()
-    if home is not None:
+    if migrate:
         from airflow.utils import db
 
         db.upgradedb()  # what `airflow db migrate` runs; on an empty SQLite file it creates the schema
@@ -52,7 +55,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             "PAGELENS_DATA_DIR": str(data),  # unique per module: the core caches Milvus clients by URI
         }.items():
             mp.setenv(name, value)
-        _point_airflow_at(home)
+        _configure_airflow(migrate=True)
 
         from airflow.dag_processing.dagbag import DagBag
 
@@ -65,7 +68,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         for task in dag.tasks:
             task.retries = 0  # a failure should fail the test now, not after minutes of backoff
         yield Env(dag=dag, settings=Settings(), source=source)
-    _point_airflow_at(None)
+    _configure_airflow(migrate=False)  # back to what the session had
     _release_milvus_lite(data)
 
 
@@ -104,7 +107,7 @@ def store(env: Env) -> Any:
 
 
 @pytest.fixture(scope="module")
-def first(env: Env) -> dict[str, Any]:
+def first(env: Env) -> tuple[dict[str, str], dict[str, Any]]:
     return run(env)
 
 

@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_ask)
 
+    p = sub.add_parser("documents", help="list the registry's documents of a namespace")
+    p.add_argument("--namespace", default="default")
+    p.set_defaults(run=_documents)
+
     p = sub.add_parser("eval", help="retrieval/answer quality on a page-labelled question file")
     p.add_argument("questions", type=Path)
     p.add_argument("--docs", action="append", required=True, help="folder of the documents (repeatable)")
@@ -103,6 +107,15 @@ def _print_reports(reports: list[DocumentReport]) -> None:
               f"{r.seconds:7.2f}  {r.reason}")
 
 
+def _documents(args: argparse.Namespace) -> int:
+    from pagelens.registry import Registry
+
+    rows = Registry(get_settings().registry_url).documents(args.namespace)
+    _print_reports([DocumentReport(doc=r.doc_id, status=r.status, reason=r.reason, pages=r.pages, ocr_pages=r.ocr_pages,
+                                   tables=r.tables, figures=r.figures, chunks=r.chunks, seconds=r.seconds) for r in rows])
+    return 0
+
+
 def _ask(args: argparse.Namespace) -> int:
     from pagelens.answer import extractive_answer
     from pagelens.retrieve import retrieve
@@ -140,9 +153,8 @@ def _eval(args: argparse.Namespace) -> int:
         sys.stderr.write(f"indexed {len(indexed)} documents ({sum(r.pages for r in indexed)} pages) in {seconds:.0f} s\n")
     results = {}
     for mode in modes:
-        bar = _progress(len(questions), f"eval {mode}")
-        results[mode] = run_eval(questions, namespace, get_settings(), mode, args.k, on_question=lambda: bar.update(1))
-        bar.close()
+        with _progress(len(questions), f"eval {mode}") as bar:
+            results[mode] = run_eval(questions, namespace, get_settings(), mode, args.k, on_question=bar.update)
     if not args.json or sys.stdout.isatty():
         _print_eval(results)
     if args.json:
