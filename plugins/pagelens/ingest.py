@@ -17,7 +17,8 @@ from pagelens.chunk import chunk_pages
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
 from pagelens.models import Chunk, DocumentReport
-from pagelens.parse import SUPPORTED_SUFFIXES, extract_pages
+from pagelens.parse import SUPPORTED_SUFFIXES
+from pagelens.parsecache import parse_cached
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import Registry
 from pagelens.settings import Settings
@@ -75,7 +76,7 @@ def index_document(doc: SourceDocument, namespace: str, settings: Settings, stor
     try:
         if Path(doc.path).suffix.lower() not in SUPPORTED_SUFFIXES:
             raise DocumentError(f"'{Path(doc.path).suffix}' files are not supported")
-        pages = extract_pages(Path(doc.path), settings)
+        pages = parse_cached(Path(doc.path), doc.content_sha256, settings)
     except DocumentError as exc:
         store.delete_document(namespace, doc.doc_id)  # a replaced file that is now bad leaves nothing stale
         report = DocumentReport(doc=doc.doc_id, status="quarantined", reason=exc.reason,
@@ -100,8 +101,8 @@ def upsert_encoded(chunks: list[Chunk], namespace: str, doc_id: str, settings: S
     """Redact, embed, upsert, then drop the document's rows that the new version no longer has."""
     if settings.redact_pii:
         for chunk in chunks:
-            chunk.text = redact_text(chunk.text)
-    text_vecs = text_encoder(settings).encode([c.text for c in chunks])
+            chunk.text, chunk.context = redact_text(chunk.text), redact_text(chunk.context)
+    text_vecs = text_encoder(settings).encode([c.search_text for c in chunks])
     image_vecs = _image_vectors(chunks, settings)
     old_ids = set(store.chunk_ids_of(namespace, doc_id))
     store.upsert_chunks(chunks, text_vecs, image_vecs, settings.vision_weight)

@@ -43,7 +43,13 @@ class Chunk:
     kind: str
     text: str
     model_version: str
+    context: str = ""  # the document's title: searched and embedded with the text, not shown
     image: Any = None  # PIL image the CLIP branch embeds (page raster or figure crop)
+
+    @property
+    def search_text(self) -> str:
+        """What BM25 and MiniLM see: the chunk situated in its document."""
+        return f"{self.context}\n{self.text}" if self.context else self.text
 
 
 @dataclass

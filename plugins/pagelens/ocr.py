@@ -20,15 +20,34 @@ class OcrResult:
     words: list[tuple[str, BBox]]
 
 
+SPARSE_WORDS = 40  # fewer words than this from a full-page pass: try sparse-text mode (charts, maps, forms)
+
+
 def ocr_image(image: object, lang: str, scale: float = 1.0, origin: tuple[float, float] = (0.0, 0.0),
               kind: str = "ocr") -> OcrResult:
-    """OCR a PIL image; `scale` maps image pixels to page points and `origin` offsets a cropped region."""
+    """OCR a PIL image; `scale` maps image pixels to page points and `origin` offsets a cropped region.
+
+    Figures are read in Tesseract's sparse-text mode (labels scattered around plots); pages in its
+    default layout mode, falling back to sparse mode when that finds almost nothing.
+    """
+    if kind == "figure":
+        return _ocr(image, lang, scale, origin, kind, psm=11)
+    result = _ocr(image, lang, scale, origin, kind, psm=3)
+    if len(result.words) < SPARSE_WORDS:
+        sparse = _ocr(image, lang, scale, origin, kind, psm=11)
+        if len(sparse.words) > len(result.words):
+            return sparse
+    return result
+
+
+def _ocr(image: object, lang: str, scale: float, origin: tuple[float, float], kind: str, psm: int) -> OcrResult:
     import pytesseract
 
     factor = min(MAX_UPSCALE, max(1, -(-MIN_OCR_WIDTH // max(image.width, 1))))  # type: ignore[attr-defined]
     if factor > 1:
         image = image.resize((image.width * factor, image.height * factor))  # type: ignore[attr-defined]
-    data = pytesseract.image_to_data(image.convert("L"), lang=lang, output_type=pytesseract.Output.DICT)  # type: ignore[attr-defined]
+    data = pytesseract.image_to_data(image.convert("L"), lang=lang, config=f"--psm {psm}",  # type: ignore[attr-defined]
+                                     output_type=pytesseract.Output.DICT)
     px_to_pt = scale / factor
     lines: dict[tuple[int, int, int], list[int]] = {}
     for i, word in enumerate(data["text"]):

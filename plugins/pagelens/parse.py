@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from pagelens.pdfcheck import check_pdf
 from pagelens.settings import Settings
 from pagelens.textquality import needs_ocr
 
+PARSE_VERSION = 2  # bump when parsing output changes: cached parses of older versions are ignored
+_CID = re.compile(r"\(cid:\d+\)")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
 CLIP_RASTER_SIDE = 448  # px; CLIP sees 224 px, a little more keeps crops sharp
@@ -124,12 +127,17 @@ def _text_blocks(pdf_page: object, boxes: list[dict]) -> list[Block]:
     pdfminer splits a table without rules into one box per column, which separates every label from
     its numbers; then whole rows (all words at one height) carry the meaning, so use lines instead.
     """
-    blocks = [Block(b["text"].strip(), _bbox(b), "text") for b in boxes if b["text"].strip()]
+    blocks = [Block(text, _bbox(b), "text") for b in boxes if (text := clean_text(b["text"]))]
     fragment_chars = sum(len(b.text) for b in blocks if _is_column_fragment(b.text))
     if fragment_chars < 0.4 * max(sum(len(b.text) for b in blocks), 1):
         return blocks
     lines = pdf_page.extract_text_lines(strip=True)  # type: ignore[attr-defined]
-    return _group_lines([(ln["text"], _bbox(ln)) for ln in lines if ln["text"].strip()])
+    return _group_lines([(text, _bbox(ln)) for ln in lines if (text := clean_text(ln["text"]))])
+
+
+def clean_text(text: str) -> str:
+    """Drop glyphs without a Unicode mapping ('(cid:12)'), which only add noise to search."""
+    return _CID.sub("", text).strip()
 
 
 def _is_column_fragment(text: str) -> bool:
@@ -196,7 +204,7 @@ def _table_text(rows: list[list[str | None]]) -> str:
     """One line per row, cells separated by ' | ', so a row keeps its label next to its numbers."""
     lines = []
     for row in rows:
-        cells = [" ".join((c or "").split()) for c in row]
+        cells = [" ".join(clean_text(c or "").split()) for c in row]
         if any(cells):
             lines.append(" | ".join(cells))
     return "\n".join(lines)

@@ -89,13 +89,15 @@ class VectorStore:
         schema.add_field("kind", DataType.VARCHAR, max_length=16)
         schema.add_field("model_version", DataType.VARCHAR, max_length=256)
         schema.add_field("has_image", DataType.BOOL)
-        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True, analyzer_params=ANALYZER)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)  # shown as the snippet
+        schema.add_field("search_text", DataType.VARCHAR, max_length=MAX_TEXT, enable_analyzer=True,
+                         analyzer_params=ANALYZER)  # the text with its document context, for BM25
         schema.add_field("text_vec", DataType.FLOAT_VECTOR, dim=TEXT_DIM)
         schema.add_field("image_vec", DataType.FLOAT_VECTOR, dim=IMAGE_DIM)
         schema.add_field("concat_vec", DataType.FLOAT_VECTOR, dim=CONCAT_DIM)  # the seed's baseline only
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
-                                     input_field_names=["text"], output_field_names=["sparse"]))
+                                     input_field_names=["search_text"], output_field_names=["sparse"]))
         index = self.client.prepare_index_params()
         for field in ("text_vec", "image_vec", "concat_vec"):
             index.add_index(field, index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
@@ -115,6 +117,7 @@ class VectorStore:
                 "chunk_no": chunk.chunk_no, "bbox": [round(v, 2) for v in chunk.bbox], "kind": chunk.kind,
                 "model_version": chunk.model_version, "has_image": ivec is not None,
                 "text": chunk.text[:MAX_TEXT // 4],  # VARCHAR limit is bytes; keep multi-byte text safe
+                "search_text": chunk.search_text[:MAX_TEXT // 4],
                 "text_vec": tvec, "image_vec": ivec or [0.0] * IMAGE_DIM,
                 "concat_vec": concat_vector(ivec, tvec, vision_weight),
             }
