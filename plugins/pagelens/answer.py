@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -13,6 +14,8 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 WORD = re.compile(r"[a-z0-9][a-z0-9.,%-]*[a-z0-9%]|[a-z0-9]")
 STOP = frozenset("a an and are as at be by did do does for from has have how in is it its of on or that the this "
                  "to was were what when where which who whom why will with according many much".split())
+NUMERIC_QUESTION = re.compile(r"\b(how (many|much|long|large|big|high|old|far)|what (percentage|share|number|"
+                              r"year|date|amount|value|rate|cost|price)|when|which year)\b", re.I)
 MAX_SENTENCES = 3
 EVIDENCE_CHUNKS = 5
 
@@ -33,18 +36,32 @@ def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Ans
     if not candidates:
         return Answer(text="No indexed passage answers this question.", citations=[], mode="extractive")
     q_terms = _terms(question)
+    wants_number = bool(NUMERIC_QUESTION.search(question))
     vectors = text_encoder(settings).encode([question] + [s for s, _, _ in candidates])
     q_vec = vectors[0]
     scored = []
     for (sentence, rank, hit), vec in zip(candidates, vectors[1:], strict=True):
-        semantic = sum(a * b for a, b in zip(q_vec, vec, strict=True))
-        overlap = len(q_terms & _terms(sentence)) / max(len(q_terms), 1)
-        scored.append((semantic + overlap + 0.15 / (1 + rank), sentence, hit))
+        scored.append((_support(sentence, q_terms, vec, q_vec, wants_number) + 0.15 / (1 + rank), sentence, hit))
     scored.sort(key=lambda x: -x[0])
     chosen = scored[:MAX_SENTENCES]
     text = " ".join(f"{sentence} {label(hit)}" for _, sentence, hit in chosen)
     return Answer(text=text, citations=[citation(hit, sentence) for _, sentence, hit in chosen], mode="extractive",
                   timings={"answer_s": round(time.perf_counter() - start, 4)})
+
+
+def _support(sentence: str, q_terms: set[str], vec: list[float], q_vec: list[float], wants_number: bool) -> float:
+    """How well a sentence answers: meaning close to the question, its terms present, and something new.
+
+    A caption or heading that only restates the question scores high on similarity but answers nothing,
+    so sentences adding no new terms lose; numeric questions favour sentences with new numbers.
+    """
+    terms = _terms(sentence)
+    semantic = sum(a * b for a, b in zip(q_vec, vec, strict=True))
+    overlap = len(q_terms & terms) / max(len(q_terms), 1)
+    new_terms = terms - q_terms
+    novelty = min(len(new_terms), 6) / 6
+    has_new_number = any(any(c.isdigit() for c in t) for t in new_terms)
+    return semantic + overlap + 0.3 * novelty + (0.3 if wants_number and has_new_number else 0.0)
 
 
 def _sentences(text: str) -> list[str]:
@@ -76,3 +93,73 @@ def _is_row(line: str) -> bool:
 
 def _terms(text: str) -> set[str]:
     return {w for w in WORD.findall(text.lower()) if w not in STOP}
+
+
+SYSTEM_PROMPT = (
+    "You answer questions about documents using only the numbered excerpts given. Cite every claim with the "
+    "excerpt's label exactly as written, e.g. [Page 4] or [Figure 2]. If the excerpts do not contain the "
+    "answer, say that the documents do not contain it. Be brief."
+)
+CITATION = re.compile(r"\[(Page|Figure) (\d+)\]")
+
+
+def answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
+    """Generated when an endpoint is configured (falling back to extractive on any endpoint failure)."""
+    if not settings.llm_base_url:
+        return extractive_answer(question, hits, settings)
+    try:
+        return generate_answer(question, hits, settings)
+    except GenerationError as exc:
+        fallback = extractive_answer(question, hits, settings)
+        fallback.mode = "extractive-fallback"
+        fallback.timings["generation_error"] = 1.0
+        logging.getLogger(__name__).warning("LLM endpoint failed, answered extractively: %s", exc)
+        return fallback
+
+
+class GenerationError(RuntimeError):
+    """The OpenAI-compatible endpoint failed, timed out or returned nothing."""
+
+
+def generate_answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
+    import openai
+
+    evidence = hits[:EVIDENCE_CHUNKS]
+    excerpts = "\n\n".join(f"{label(h)} ({h.doc_id}):\n{h.text[:1500]}" for h in evidence)
+    client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
+                           timeout=settings.llm_timeout_s, max_retries=0)
+    start = time.perf_counter()
+    try:
+        response = client.chat.completions.create(
+            model=settings.llm_model, max_tokens=settings.llm_max_tokens, temperature=0,
+            messages=[{"role": "system", "content": SYSTEM_PROMPT},
+                      {"role": "user", "content": f"Excerpts:\n{excerpts}\n\nQuestion: {question}"}])
+    except openai.OpenAIError as exc:
+        raise GenerationError(str(exc)) from exc
+    text = (response.choices[0].message.content or "").strip() if response.choices else ""
+    if not text:
+        raise GenerationError("the model returned an empty answer")
+    text, citations, removed = verify_citations(text, evidence)
+    return Answer(text=text, citations=citations, mode="generated",
+                  timings={"generate_s": round(time.perf_counter() - start, 4), "citations_removed": float(removed)})
+
+
+def verify_citations(text: str, evidence: list[Hit]) -> tuple[str, list[Citation], int]:
+    """Keep citations whose label names a retrieved excerpt; strip the others from the text and count them."""
+    by_label = {}
+    for hit in evidence:
+        by_label.setdefault(label(hit), hit)
+    citations: dict[str, Citation] = {}
+    removed = 0
+
+    def check(match: re.Match[str]) -> str:
+        nonlocal removed
+        hit = by_label.get(match.group(0))
+        if hit is None:
+            removed += 1
+            return ""
+        citations.setdefault(match.group(0), citation(hit, hit.text))
+        return match.group(0)
+
+    cleaned = " ".join(CITATION.sub(check, text).split())
+    return cleaned, list(citations.values()), removed

@@ -117,21 +117,21 @@ def _documents(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from pagelens.answer import extractive_answer
+    from pagelens.answer import answer
     from pagelens.retrieve import retrieve
 
     settings = get_settings()
     start = time.perf_counter()
     hits = retrieve(args.question, args.namespace, settings, mode=args.mode)
     retrieved = time.perf_counter()
-    answer = extractive_answer(args.question, hits[: max(args.k, 1)], settings)
-    answer.timings.update({"retrieve_s": round(retrieved - start, 4), "total_s": round(time.perf_counter() - start, 4)})
+    result = answer(args.question, hits[: max(args.k, 1)], settings)
+    result.timings.update({"retrieve_s": round(retrieved - start, 4), "total_s": round(time.perf_counter() - start, 4)})
     if args.json:
-        print(json.dumps(answer.to_dict()))
+        print(json.dumps(result.to_dict()))
         return 0
-    print(answer.text)
-    print(f"\n({answer.mode} answer; {len(answer.citations)} citations)")
-    for c in answer.citations:
+    print(result.text)
+    print(f"\n({result.mode} answer; {len(result.citations)} citations)")
+    for c in result.citations:
         box = ", ".join(f"{v:.0f}" for v in c.bbox)
         print(f"  {c.label} {c.doc} page {c.page} bbox [{box}] score {c.score}")
     return 0

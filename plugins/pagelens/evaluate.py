@@ -16,6 +16,7 @@ from pagelens.retrieve import distinct_pages, retrieve
 from pagelens.settings import Settings
 
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@5", "answer_hit")
+_FUNCTION_WORDS = frozenset("a an the of in on at to for with by and or from as is are was were".split())
 _APPROX = re.compile(r"^(about|approximately|approx\.?|around|roughly|~)\s+")
 
 
@@ -47,14 +48,19 @@ def normalise(text: str) -> str:
 
 
 def answer_found(reference: str, answer: str) -> bool:
-    """The normalised reference occurs in the answer, or (multi-word references) all its words do."""
+    """The normalised reference occurs in the answer; for multi-word references, all its content words do.
+
+    Normalisation: case, thousands separators, punctuation, a leading "about", and (multi-word only)
+    function words, so "a single core of an AMD EPYC" matches "single core with AMD EPYC".
+    """
     ref, got = _APPROX.sub("", normalise(reference)), normalise(answer)
     if not ref:
         return False
-    if ref in got:
+    if re.search(rf"(?<![\w.]){re.escape(ref)}(?!\w|\.\d)", got):  # whole words: "100" is not in "1000"
         return True
-    words = set(got.split()) | {w.strip(".") for w in got.split()}
-    return len(ref.split()) > 1 and all(w.strip(".") in words for w in ref.split())
+    words = {w.strip(".") for w in got.split()}
+    content = [w.strip(".") for w in ref.split() if w.strip(".") not in _FUNCTION_WORDS]
+    return len(ref.split()) > 1 and bool(content) and all(w in words for w in content)
 
 
 def score_question(ranked: list[tuple[str, int]], gold: set[tuple[str, int]], k_max: int) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from pagelens.embed import image_encoder, text_encoder
@@ -11,6 +12,7 @@ from pagelens.settings import Settings
 from pagelens.store import VectorStore, concat_vector, quote
 
 MODES = ("hybrid", "bm25", "dense", "concat")
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
 
 
 class RetrievalError(ValueError):
@@ -48,12 +50,33 @@ def retrieve(question: str, namespace: str, settings: Settings, mode: str | None
         return store.search("text_vec", query_vec, namespace, limit, expr)
     if mode == "concat":
         return store.search("concat_vec", concat_vector(None, query_vec, settings.vision_weight), namespace, limit, expr)
-    requests: list[tuple[str, Any, str]] = [("sparse", question, expr), ("text_vec", query_vec, expr)]
+    ranked = [(1.0, store.search("sparse", question, namespace, limit, expr)),
+              (1.0, store.search("text_vec", query_vec, namespace, limit, expr))]
     clip = image_encoder(settings)
     if clip is not None:
         image_expr = " and ".join(x for x in ("has_image == true", expr) if x)
-        requests.append(("image_vec", clip.encode_texts([question])[0], image_expr))
-    return store.hybrid_search(requests, namespace, limit, per_field=settings.candidates)
+        ranked.append((settings.vision_weight,
+                       store.search("image_vec", clip.encode_texts([question])[0], namespace, limit, image_expr)))
+    return fuse_by_page(ranked)
+
+
+def fuse_by_page(ranked: list[tuple[float, list[Hit]]], k: int = RRF_K) -> list[Hit]:
+    """Weighted reciprocal-rank fusion of pages, not chunks; chunks come back grouped under their page.
+
+    Answers are cited by page, and a page's evidence is often split over chunks: BM25 may rank its
+    table first while MiniLM ranks its prose first. Fusing chunk ranks would split that agreement;
+    fusing page ranks (each page ranked by its best chunk in each list) keeps it.
+    """
+    page_score: dict[tuple[str, int], float] = {}
+    best: dict[str, tuple[int, Hit]] = {}  # chunk id -> (best position in any list, hit)
+    for weight, hits in ranked:
+        for rank, page in enumerate(distinct_pages(hits), start=1):
+            page_score[page] = page_score.get(page, 0.0) + weight / (k + rank)
+        for position, hit in enumerate(hits):
+            if hit.id not in best or position < best[hit.id][0]:
+                best[hit.id] = (position, hit)
+    chunks = sorted(best.values(), key=lambda ph: (-page_score[(ph[1].doc_id, ph[1].page)], ph[0]))
+    return [replace(hit, score=round(page_score[(hit.doc_id, hit.page)], 6)) for _, hit in chunks]
 
 
 def distinct_pages(hits: list[Hit]) -> list[tuple[str, int]]:

@@ -1,0 +1,44 @@
+"""Metrics and answer matching of `pagelens eval`."""
+
+from __future__ import annotations
+
+import pytest
+
+from pagelens.evaluate import answer_found, eval_namespace, load_questions, score_question
+
+
+def test_rank_metrics_over_distinct_pages() -> None:
+    ranked = [("a.pdf", 3), ("b.pdf", 1), ("a.pdf", 5)]
+    scores = score_question(ranked, {("a.pdf", 5)}, 10)
+    assert scores["recall@1"] == 0 and scores["recall@5"] == 1 and scores["mrr"] == pytest.approx(1 / 3)
+    assert scores["ndcg@5"] == pytest.approx(0.5)  # 1/log2(4) over an ideal 1/log2(2)
+    assert score_question(ranked, {("c.pdf", 1)}, 10) == {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0,
+                                                         "mrr": 0.0, "ndcg@5": 0.0}
+    two_gold = score_question([("a.pdf", 1), ("a.pdf", 2)], {("a.pdf", 1), ("a.pdf", 2)}, 10)
+    assert two_gold["ndcg@5"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("reference", "answer", "found"), [
+    ("80,863", "the total was 80863 checks [Page 1]", True),
+    ("CHF 3,949.75", "Amount CHF 3`949.75", True),
+    ("about 43%", "a share of 43% in 2005", True),
+    ("Nagaland, -0.47 per cent", "Nagaland 78.71 ... -0.47 (per cent)", True),
+    ("a single core of an AMD EPYC 7763", "on a single core with AMD EPYC 7763 CPU", True),
+    ("100", "1000 traces", False),
+    ("Nagaland, -0.47 per cent", "Nagaland grew 0.47 per cent", False),
+])
+def test_answer_matching_normalises_formats_not_content(reference, answer, found) -> None:
+    assert answer_found(reference, answer) is found
+
+
+def test_question_file_errors_name_the_line(tmp_path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "q", "doc": "d.pdf", "pages": [1]}\n{oops\n')
+    with pytest.raises(ValueError, match=r"q.jsonl:2"):
+        load_questions(path)
+
+
+def test_eval_namespace_depends_on_the_folders(tmp_path) -> None:
+    assert eval_namespace([str(tmp_path / "a")]) != eval_namespace([str(tmp_path / "b")])
+    assert eval_namespace([str(tmp_path / "a"), str(tmp_path / "b")]) == eval_namespace([str(tmp_path / "b"),
+                                                                                          str(tmp_path / "a")])
