@@ -12,7 +12,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(PAGELENS_DATA_DIR)/airflow AIRFLOW__CORE__DAGS_FOL
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(PAGELENS_DATA_DIR)/airflow/airflow.db \
 	PATH=$(CURDIR)/$(BIN):$$PATH
-QUESTION ?= How many units were shipped in the fourth quarter of 2025?
+QUESTION ?= What is the calibration interval of the robot arm?
 
 .PHONY: setup system-deps demo test lint eval baseline bench clean
 

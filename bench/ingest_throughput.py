@@ -35,8 +35,8 @@ def _subset_pdf(src: Path, pages: int, dst: Path) -> None:
 
 def _pipeline(folder: Path, data: Path) -> tuple[float, int, list[str]]:
     from pagelens.ingest import ingest
-    from pagelens.store import VectorStore
     from pagelens.settings import Settings
+    from pagelens.store import VectorStore
 
     settings = Settings(data_dir=data)
     start = time.perf_counter()

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 from pagelens.models import BBox, Block, Chunk, Page
 from pagelens.ocr import union
+
+CHUNK_VERSION = 2  # bump when chunk text or boundaries change: documents are re-indexed
+_LINE_BREAK_HYPHEN = re.compile(r"(?<=[a-z])-\n(?=[a-z])")
+
+
+def dehyphenate(text: str) -> str:
+    """Rejoin words hyphenated across a line break ("Vir-\ngili" -> "Virgili") so search sees them whole."""
+    return _LINE_BREAK_HYPHEN.sub("", text)
 
 
 def chunk_id(namespace: str, doc_id: str, page: int, chunk_no: int, model_version: str) -> str:
@@ -58,7 +67,7 @@ def _page_windows(page: Page, target: int, limit: int) -> list[tuple[str, BBox, 
             buffer.clear()
 
     for block in page.blocks:
-        pieces = _split(block, limit)
+        pieces = _split(Block(dehyphenate(block.text), block.bbox, block.kind), limit)
         if block.kind in ("table", "figure"):
             flush()
             image = figure_images.get(block.bbox, page.image)

@@ -122,9 +122,12 @@ def _log_vision_off_once() -> None:
 
 
 def model_version(settings: Settings) -> str:
-    """Recorded on every chunk; a change means the namespace needs re-indexing."""
+    """Recorded on every chunk; a change (models, or how pages are parsed and chunked) means re-indexing."""
+    from pagelens.chunk import CHUNK_VERSION
+    from pagelens.parse import PARSE_VERSION
+
     vision = settings.clip_model.rstrip("/").rsplit("/", 1)[-1] if image_encoder(settings) else "off"
-    return f"{TEXT_MODEL_NAME}+clip:{vision}"
+    return f"{TEXT_MODEL_NAME}+clip:{vision}+parse{PARSE_VERSION}+chunk{CHUNK_VERSION}"
 
 
 def zero_image_vector() -> list[float]:

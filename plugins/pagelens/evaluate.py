@@ -41,7 +41,9 @@ def eval_namespace(doc_dirs: list[str]) -> str:
 
 
 def normalise(text: str) -> str:
-    text = text.lower().replace("\u2212", "-")
+    text = re.sub(r"[\u2010-\u2015\u2212]", "-", text.lower())  # typographic dashes and minus
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)  # "eu-average" ~ "eu average"
+    text = re.sub(r"(?<=\d) (?=%)", "", text)  # "5.7 %" ~ "5.7%"
     text = re.sub(r"(?<=\d)[,`'\u2019 ](?=\d{3}\b)", "", text)  # 80,863 / 3`949 / 3 949 -> 80863 / 3949
     text = re.sub(r"[^\w%.\-+ ]+", " ", text)
     return " ".join(text.split()).strip(" .")

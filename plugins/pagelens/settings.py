@@ -46,7 +46,7 @@ class Settings(BaseSettings):
 
     retrieval_mode: str = "hybrid"
     vision_weight: float = 0.3  # alpha: weight of CLIP image search in fusion (and the seed's concat)
-    candidates: int = 50  # per-field candidates before fusion
+    candidates: int = 100  # per-field candidates before fusion
 
     llm_base_url: str = ""  # any OpenAI-compatible endpoint; empty = extractive answers
     llm_model: str = "gpt-4o-mini"
