@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 
@@ -37,11 +38,17 @@ def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Ans
         return Answer(text="No indexed passage answers this question.", citations=[], mode="extractive")
     q_terms = _terms(question)
     wants_number = bool(NUMERIC_QUESTION.search(question))
+    sentence_terms = [_terms(s) for s, _, _ in candidates]
+    weights = _idf(q_terms, sentence_terms)
     vectors = text_encoder(settings).encode([question] + [s for s, _, _ in candidates])
     q_vec = vectors[0]
-    scored = []
-    for (sentence, rank, hit), vec in zip(candidates, vectors[1:], strict=True):
-        scored.append((_support(sentence, q_terms, vec, q_vec, wants_number) + 0.15 / (1 + rank), sentence, hit))
+    scored, seen = [], set()
+    for (sentence, rank, hit), terms, vec in zip(candidates, sentence_terms, vectors[1:], strict=True):
+        if sentence in seen:  # overlapping chunks repeat sentences
+            continue
+        seen.add(sentence)
+        support = _support(sentence, terms, q_terms, weights, vec, q_vec, wants_number)
+        scored.append((support + 0.15 / (1 + rank), sentence, hit))
     scored.sort(key=lambda x: -x[0])
     chosen = scored[:MAX_SENTENCES]
     text = " ".join(f"{sentence} {label(hit)}" for _, sentence, hit in chosen)
@@ -49,19 +56,27 @@ def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Ans
                   timings={"answer_s": round(time.perf_counter() - start, 4)})
 
 
-def _support(sentence: str, q_terms: set[str], vec: list[float], q_vec: list[float], wants_number: bool) -> float:
-    """How well a sentence answers: meaning close to the question, its terms present, and something new.
+def _idf(q_terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:
+    """Question terms weighted by rarity among the candidate sentences: a term in every sentence decides nothing."""
+    n = len(sentence_terms)
+    return {t: math.log(1 + n / (1 + sum(t in terms for terms in sentence_terms))) for t in q_terms}
+
+
+def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[str, float], vec: list[float],
+             q_vec: list[float], wants_number: bool) -> float:
+    """How well a sentence answers: meaning close to the question, its rarer terms present, something new.
 
     A caption or heading that only restates the question scores high on similarity but answers nothing,
-    so sentences adding no new terms lose; numeric questions favour sentences with new numbers.
+    so sentences adding no new terms lose; numeric questions favour sentences with new numbers; long
+    run-on fragments (table dumps, reference lists) cover many terms by sheer length and pay for it.
     """
-    terms = _terms(sentence)
     semantic = sum(a * b for a, b in zip(q_vec, vec, strict=True))
-    overlap = len(q_terms & terms) / max(len(q_terms), 1)
+    overlap = sum(weights[t] for t in q_terms & terms) / max(sum(weights.values()), 1e-9)
     new_terms = terms - q_terms
-    novelty = min(len(new_terms), 6) / 6
+    novelty = min(len(new_terms), 4) / 4
     has_new_number = any(any(c.isdigit() for c in t) for t in new_terms)
-    return semantic + overlap + 0.3 * novelty + (0.3 if wants_number and has_new_number else 0.0)
+    length_penalty = 0.2 * max(0, len(sentence.split()) - 40) / 40
+    return semantic + overlap + 0.2 * novelty + (0.3 if wants_number and has_new_number else 0.0) - length_penalty
 
 
 def _sentences(text: str) -> list[str]:
@@ -92,7 +107,15 @@ def _is_row(line: str) -> bool:
 
 
 def _terms(text: str) -> set[str]:
-    return {w for w in WORD.findall(text.lower()) if w not in STOP}
+    return {_stem(w) for w in WORD.findall(text.lower()) if w not in STOP}
+
+
+def _stem(word: str) -> str:
+    """Crude suffix stripping: enough for "conducted" to meet "conduct" and "taxis" to meet "taxi"."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix) and word.isalpha():
+            return word[: -len(suffix)]
+    return word
 
 
 SYSTEM_PROMPT = (
