@@ -41,6 +41,7 @@ demo: setup
 	$(BIN)/pagelens ask "$(QUESTION)" --namespace demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 lint: setup
