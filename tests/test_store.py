@@ -65,13 +65,12 @@ def test_bm25_ranks_the_matching_chunk_first_with_stemming(store) -> None:
     assert store.search("text_vec", _vec(texts[3], TEXT_DIM), "a", 1)[0].page == 4
 
 
-def test_hybrid_search_fuses_fields_and_image_filter(store) -> None:
-    chunks = [_chunk("a", "d.pdf", i + 1, 0, f"page text number {i} about topic {i}") for i in range(5)]
-    _write(store, chunks, with_images=True)
-    hits = store.hybrid_search([("sparse", "topic 3", ""), ("text_vec", _vec(chunks[3].text, TEXT_DIM), ""),
-                                ("image_vec", _vec("img" + chunks[3].text, IMAGE_DIM), "has_image == true")],
-                               "a", limit=3, per_field=5)
-    assert hits[0].page == 4 and hits[0].bbox == [1.0, 2.0, 3.0, 4.0]
+def test_image_search_sees_only_chunks_with_images(store) -> None:
+    with_image = [_chunk("a", "d.pdf", i + 1, 0, f"figure page {i}") for i in range(3)]
+    _write(store, with_image, with_images=True)
+    _write(store, [_chunk("a", "d.pdf", 9, 0, "text only page")])
+    hits = store.search("image_vec", _vec("img" + with_image[1].text, IMAGE_DIM), "a", 10, "has_image == true")
+    assert hits[0].page == 2 and 9 not in {h.page for h in hits} and hits[0].bbox == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_concat_vector_is_the_seed_baseline() -> None:

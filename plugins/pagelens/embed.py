@@ -130,8 +130,4 @@ def model_version(settings: Settings) -> str:
     return f"{TEXT_MODEL_NAME}+clip:{vision}+parse{PARSE_VERSION}+chunk{CHUNK_VERSION}"
 
 
-def zero_image_vector() -> list[float]:
-    return [0.0] * IMAGE_DIM
-
-
 __all__ = ["IMAGE_DIM", "TEXT_DIM", "ImageEncoder", "TextEncoder", "image_encoder", "model_version", "text_encoder"]

@@ -17,7 +17,6 @@ from pagelens.chunk import chunk_pages
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
 from pagelens.models import Chunk, DocumentReport
-from pagelens.parse import SUPPORTED_SUFFIXES
 from pagelens.parsecache import parse_cached
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import Registry
@@ -74,8 +73,6 @@ def index_document(doc: SourceDocument, namespace: str, settings: Settings, stor
     start = time.perf_counter()
     version = model_version(settings)
     try:
-        if Path(doc.path).suffix.lower() not in SUPPORTED_SUFFIXES:
-            raise DocumentError(f"'{Path(doc.path).suffix}' files are not supported")
         pages = parse_cached(Path(doc.path), doc.content_sha256, settings)
     except DocumentError as exc:
         store.delete_document(namespace, doc.doc_id)  # a replaced file that is now bad leaves nothing stale

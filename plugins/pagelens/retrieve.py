@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -85,7 +84,3 @@ def distinct_pages(hits: list[Hit]) -> list[tuple[str, int]]:
     for hit in hits:
         seen.setdefault((hit.doc_id, hit.page), None)
     return list(seen)
-
-
-def hits_json(hits: list[Hit]) -> str:
-    return json.dumps([h.__dict__ for h in hits])

@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     llm_api_key: str = "unused"
     llm_timeout_s: float = 30.0
     llm_max_tokens: int = 512
-    llm_vision: bool = False
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

@@ -158,19 +158,6 @@ class VectorStore:
                                     search_params={"metric_type": metric})
         return [_hit(r) for r in result[0]]
 
-    def hybrid_search(self, requests: list[tuple[str, Any, str]], namespace: str, limit: int, per_field: int,
-                      weights: list[float] | None = None) -> list[Hit]:
-        """One query per (field, vector, expr), fused by Milvus (RRF, or weighted when weights are given)."""
-        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
-
-        self.ensure_loaded()
-        reqs = [AnnSearchRequest(data=[vec], anns_field=field, limit=per_field, expr=_namespace_filter(namespace, expr),
-                                 param={"metric_type": "BM25" if field == "sparse" else "IP"})
-                for field, vec, expr in requests]
-        ranker = WeightedRanker(*weights) if weights else RRFRanker(60)
-        result = self.client.hybrid_search(self.alias, reqs, ranker, limit=limit, output_fields=OUTPUT_FIELDS)
-        return [_hit(r) for r in result[0]]
-
 
 def concat_vector(image_vec: list[float] | None, text_vec: list[float], alpha: float) -> list[float]:
     """The seed's single vector: [alpha*CLIP, (1-alpha)*MiniLM], L2-normalised."""
