@@ -16,8 +16,9 @@ from typing import Any
 from pagelens.chunk import chunk_pages
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
-from pagelens.models import Chunk, DocumentReport
+from pagelens.models import Chunk, DocumentReport, Page
 from pagelens.parsecache import parse_cached
+from pagelens.parsepool import ParsePool
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import Registry
 from pagelens.settings import Settings
@@ -58,22 +59,23 @@ def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str
     """Parse, chunk, redact, embed and upsert each document; a bad one is quarantined, the rest go on."""
     store, registry = VectorStore(settings), Registry(settings.registry_url)
     store.ensure_collection()
+    docs = [item if isinstance(item, SourceDocument) else SourceDocument(**item) for item in batch]
     reports = []
-    for item in batch:
-        doc = item if isinstance(item, SourceDocument) else SourceDocument(**item)
-        report = index_document(doc, namespace, settings, store, registry)
-        reports.append(report)
-        if on_document:
-            on_document(report)
+    with ParsePool(docs, settings) as parses:  # parsing runs ahead in worker processes
+        for doc in docs:
+            report = index_document(doc, namespace, settings, store, registry, parses.pages)
+            reports.append(report)
+            if on_document:
+                on_document(report)
     return reports
 
 
 def index_document(doc: SourceDocument, namespace: str, settings: Settings, store: VectorStore,
-                   registry: Registry) -> DocumentReport:
+                   registry: Registry, parse: Callable[[SourceDocument], list[Page]] | None = None) -> DocumentReport:
     start = time.perf_counter()
     version = model_version(settings)
     try:
-        pages = parse_cached(Path(doc.path), doc.content_sha256, settings)
+        pages = parse(doc) if parse else parse_cached(Path(doc.path), doc.content_sha256, settings)
     except DocumentError as exc:
         store.delete_document(namespace, doc.doc_id)  # a replaced file that is now bad leaves nothing stale
         report = DocumentReport(doc=doc.doc_id, status="quarantined", reason=exc.reason,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from pydantic import Field, model_validator
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
     min_figure_area: float = 0.04  # fraction of the page an image must cover to count as a figure
     max_image_pixels: int = 150_000_000  # decompression-bomb cap for any embedded or input image
     max_pages: int = 2000
+    parse_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)  # parser processes per batch
+    parse_memory_mb: int = 6144  # address-space cap of each parser process
 
     chunk_chars: int = 1200
     chunk_max_chars: int = 2000
