@@ -84,7 +84,7 @@ class Registry:
             row.updated_at = dt.datetime.now(dt.UTC)
 
     def mark_deleted(self, namespace: str, doc_ids: Iterable[str]) -> None:
+        query = select(DocumentRecord).filter_by(namespace=namespace).where(DocumentRecord.doc_id.in_(list(doc_ids)))
         with Session(self.engine) as session, session.begin():
-            for row in session.scalars(select(DocumentRecord).filter_by(namespace=namespace)):
-                if row.doc_id in set(doc_ids):
-                    row.status, row.chunks, row.updated_at = "deleted", 0, dt.datetime.now(dt.UTC)
+            for row in session.scalars(query):
+                row.status, row.chunks, row.updated_at = "deleted", 0, dt.datetime.now(dt.UTC)
