@@ -28,11 +28,14 @@ LAPARAMS = {"line_overlap": 0.5, "char_margin": 2.0, "line_margin": 0.5, "word_m
 _FATAL_PDFMINER_WARNINGS = ("Data-loss while decompressing", "circular reference")
 
 
-def extract_pages(path: Path, settings: Settings) -> list[Page]:
-    """Parse one document; raise a DocumentError (the quarantine reason) if it cannot be read safely."""
+def extract_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None = None) -> list[Page]:
+    """Parse one document; raise a DocumentError (the quarantine reason) if it cannot be read safely.
+
+    `page_range` (first, last; 1-based, inclusive) parses part of a PDF, so big files can be split over workers.
+    """
     suffix = path.suffix.lower()
     if suffix == ".pdf":
-        return _pdf_pages(path, settings)
+        return _pdf_pages(path, settings, page_range)
     if suffix in IMAGE_SUFFIXES:
         return _image_pages(path, settings)
     raise UnsupportedDocument(f"'{suffix}' files are not supported (use PDF or {', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -59,7 +62,7 @@ class _OcrPool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pdf_pages(path: Path, settings: Settings) -> list[Page]:
+def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None) -> list[Page]:
     import pdfplumber
     from pdfminer.pdfparser import PDFSyntaxError
     from pdfminer.psparser import PSException
@@ -71,7 +74,9 @@ def _pdf_pages(path: Path, settings: Settings) -> list[Page]:
     pages: list[Page] = []
     try:
         with _pdfminer_warnings() as warnings, pdfplumber.open(path, password=password, laparams=LAPARAMS) as pdf:
-            for number, pdf_page in enumerate(pdf.pages, start=1):
+            first, last = page_range or (1, len(pdf.pages))
+            for number in range(first, min(last, len(pdf.pages)) + 1):
+                pdf_page = pdf.pages[number - 1]
                 pages.append(_pdf_page(pdf_page, number, settings, vocab, pool))
                 pdf_page.close()
             pool.drain()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from pagelens.models import Block, Page
@@ -22,17 +23,32 @@ def cache_key(content_sha256: str, settings: Settings) -> str:
 
 
 def parse_cached(path: Path, content_sha256: str, settings: Settings) -> list[Page]:
+    pages = cached_pages(content_sha256, settings)
+    if pages is None:
+        pages = extract_pages(path, settings)
+        store_pages(content_sha256, settings, pages)
+    return pages
+
+
+def cached_pages(content_sha256: str, settings: Settings) -> list[Page] | None:
+    cache = _cache_file(content_sha256, settings)
+    if settings.clip_model or not cache.exists():
+        return None
+    return [_page(p) for p in json.loads(gzip.decompress(cache.read_bytes()))]
+
+
+def store_pages(content_sha256: str, settings: Settings, pages: list[Page]) -> None:
     if settings.clip_model:
-        return extract_pages(path, settings)
-    cache = settings.data_dir / "parsed" / f"{cache_key(content_sha256, settings)}.json.gz"
-    if cache.exists():
-        return [_page(p) for p in json.loads(gzip.decompress(cache.read_bytes()))]
-    pages = extract_pages(path, settings)
+        return
+    cache = _cache_file(content_sha256, settings)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(gzip.compress(json.dumps([_plain(p) for p in pages]).encode()))
     tmp.replace(cache)  # atomic: a crashed run never leaves half a cache entry
-    return pages
+
+
+def _cache_file(content_sha256: str, settings: Settings) -> Path:
+    return settings.data_dir / "parsed" / f"{cache_key(content_sha256, settings)}.json.gz"
 
 
 def _plain(page: Page) -> dict:

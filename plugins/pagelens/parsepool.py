@@ -1,5 +1,8 @@
 """Parse documents in worker processes: all cores for pdfminer's pure-Python layout analysis, a memory cap
-per worker, and a native crash (pdfium, a decompression bomb) that kills a worker instead of the run."""
+per worker, and a native crash (pdfium, a decompression bomb) that kills a worker instead of the run.
+
+Big PDFs are split into page ranges so that one 400-page manual also uses every core.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,36 @@ from pathlib import Path
 
 from pagelens.errors import CorruptDocument, DecompressionBomb
 from pagelens.models import Page
-from pagelens.parsecache import parse_cached
+from pagelens.parse import extract_pages
+from pagelens.parsecache import cached_pages, store_pages
 from pagelens.settings import Settings
 from pagelens.sources import SourceDocument
+
+SPLIT_MIN_PAGES = 24  # PDFs at least this long are parsed as page ranges on several workers
 
 
 def _limit_memory(max_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+def _page_count(path: Path) -> int:
+    """Pages of a PDF, or 0 when unknown (not a PDF, unreadable, encrypted): then it is parsed whole."""
+    import pikepdf
+
+    if path.suffix.lower() != ".pdf":
+        return 0
+    try:
+        with pikepdf.open(path) as pdf:
+            return len(pdf.pages)
+    except (pikepdf.PdfError, pikepdf.PasswordError):  # the worker reports the real reason
+        return 0
+
+
+def page_ranges(pages: int, parts: int) -> list[tuple[int, int]]:
+    """`parts` contiguous 1-based inclusive ranges covering `pages`, sizes differing by at most one."""
+    parts = max(1, min(parts, pages))
+    bounds = [round(i * pages / parts) for i in range(parts + 1)]
+    return [(bounds[i] + 1, bounds[i + 1]) for i in range(parts)]
 
 
 class ParsePool:
@@ -25,36 +51,68 @@ class ParsePool:
 
     def __init__(self, docs: list[SourceDocument], settings: Settings) -> None:
         self.settings = settings
-        self.executor = self._executor(max(1, min(settings.parse_workers, len(docs))))
-        self.futures: dict[str, Future[list[Page]]] = {d.doc_id: self._submit(self.executor, d) for d in docs}
+        self.workers = max(1, settings.parse_workers)
+        self.executor = self._executor(self.workers)
+        self.jobs: dict[str, tuple[SourceDocument, list[tuple[int, int] | None]]] = {}
+        self.futures: dict[str, list[Future[list[Page]]]] = {}
+        self.cached: dict[str, list[Page]] = {}
+        for doc in docs:
+            pages = cached_pages(doc.content_sha256, settings)
+            if pages is not None:
+                self.cached[doc.doc_id] = pages
+                continue
+            count = _page_count(Path(doc.path)) if self.workers > 1 else 0
+            self.jobs[doc.doc_id] = (doc, page_ranges(count, self.workers) if count >= SPLIT_MIN_PAGES else [None])
+        self._submit_all(self.jobs)
+
+    def _submit_all(self, jobs: dict[str, tuple[SourceDocument, list[tuple[int, int] | None]]]) -> None:
+        for doc_id, (doc, ranges) in jobs.items():
+            self.futures[doc_id] = [self._submit(self.executor, doc, r) for r in ranges]
 
     def _executor(self, workers: int) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_limit_memory, initargs=(self.settings.parse_memory_mb << 20,))
 
-    def _submit(self, executor: ProcessPoolExecutor, doc: SourceDocument) -> Future[list[Page]]:
-        return executor.submit(parse_cached, Path(doc.path), doc.content_sha256, self.settings)
+    def _submit(self, executor: ProcessPoolExecutor, doc: SourceDocument,
+                page_range: tuple[int, int] | None) -> Future[list[Page]]:
+        return executor.submit(extract_pages, Path(doc.path), self.settings, page_range)
 
     def pages(self, doc: SourceDocument) -> list[Page]:
-        """The parsed pages, or the DocumentError that quarantines the file."""
+        """The parsed pages (cached for the next run), or the DocumentError that quarantines the file."""
+        if doc.doc_id in self.cached:
+            return self.cached[doc.doc_id]
         try:
-            return self.futures[doc.doc_id].result()
+            pages = [page for future in self.futures[doc.doc_id] for page in future.result()]
         except MemoryError as exc:
-            raise DecompressionBomb(f"parsing needed more than {self.settings.parse_memory_mb} MB "
-                                    "(PAGELENS_PARSE_MEMORY_MB)") from exc
+            raise self._too_big() from exc
         except BrokenProcessPool:
-            return self._retry_alone(doc)
+            self._restart(doc)
+            pages = self._retry_alone(doc)
+        store_pages(doc.content_sha256, self.settings, pages)
+        return pages
+
+    def _restart(self, culprit: SourceDocument) -> None:
+        """A dead worker breaks the whole pool: start a new one and resubmit the parses still owed."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self._executor(self.workers)
+        owed = {d: job for d, job in self.jobs.items() if d != culprit.doc_id
+                and not all(f.done() and f.exception() is None for f in self.futures[d])}
+        self._submit_all(owed)
 
     def _retry_alone(self, doc: SourceDocument) -> list[Page]:
-        """A worker died; the broken pool fails every pending parse, so retry each in its own process."""
+        """Retry the document whose parse broke the pool alone: if it breaks that one too, it is the culprit."""
         with self._executor(1) as alone:
             try:
-                return self._submit(alone, doc).result()
+                return self._submit(alone, doc, None).result()
             except BrokenProcessPool as exc:
                 raise CorruptDocument("the parser process crashed on this file (native fault or killed)") from exc
             except MemoryError as exc:
-                raise DecompressionBomb(f"parsing needed more than {self.settings.parse_memory_mb} MB") from exc
+                raise self._too_big() from exc
+
+    def _too_big(self) -> DecompressionBomb:
+        return DecompressionBomb(f"parsing needed more than {self.settings.parse_memory_mb} MB "
+                                 "(PAGELENS_PARSE_MEMORY_MB)")
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
