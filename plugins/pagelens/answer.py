@@ -135,7 +135,6 @@ def answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
     except GenerationError as exc:
         fallback = extractive_answer(question, hits, settings)
         fallback.mode = "extractive-fallback"
-        fallback.timings["generation_error"] = 1.0
         logging.getLogger(__name__).warning("LLM endpoint failed, answered extractively: %s", exc)
         return fallback
 
@@ -163,8 +162,8 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings) -> Answe
     if not text:
         raise GenerationError("the model returned an empty answer")
     text, citations, removed = verify_citations(text, evidence)
-    return Answer(text=text, citations=citations, mode="generated",
-                  timings={"generate_s": round(time.perf_counter() - start, 4), "citations_removed": float(removed)})
+    return Answer(text=text, citations=citations, mode="generated", citations_removed=removed,
+                  timings={"generate_s": round(time.perf_counter() - start, 4)})
 
 
 def verify_citations(text: str, evidence: list[Hit]) -> tuple[str, list[Citation], int]:

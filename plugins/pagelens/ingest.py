@@ -10,14 +10,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pagelens.chunk import chunk_pages
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
 from pagelens.models import Chunk, DocumentReport, Page
-from pagelens.parsecache import parse_cached
 from pagelens.parsepool import ParsePool
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import Registry
@@ -71,11 +69,11 @@ def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str
 
 
 def index_document(doc: SourceDocument, namespace: str, settings: Settings, store: VectorStore,
-                   registry: Registry, parse: Callable[[SourceDocument], list[Page]] | None = None) -> DocumentReport:
+                   registry: Registry, parse: Callable[[SourceDocument], list[Page]]) -> DocumentReport:
     start = time.perf_counter()
     version = model_version(settings)
     try:
-        pages = parse(doc) if parse else parse_cached(Path(doc.path), doc.content_sha256, settings)
+        pages = parse(doc)
     except DocumentError as exc:
         store.delete_document(namespace, doc.doc_id)  # a replaced file that is now bad leaves nothing stale
         report = DocumentReport(doc=doc.doc_id, status="quarantined", reason=exc.reason,

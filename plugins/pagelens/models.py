@@ -79,6 +79,7 @@ class Answer:
     citations: list[Citation]
     mode: str  # extractive | generated | extractive-fallback
     timings: dict[str, float] = field(default_factory=dict)
+    citations_removed: int = 0  # citations the model made that named no retrieved excerpt
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -109,8 +109,7 @@ def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, po
         tables = p.find_tables()  # type: ignore[attr-defined]
         page.tables = len(tables)
         table_boxes = [tuple(t.bbox) for t in tables]
-        outside = [b for b in _text_blocks(p, boxes) if not any(_inside(b.bbox, t) for t in table_boxes)]
-        page.blocks = outside
+        page.blocks = [b for b in _text_blocks(p, boxes) if not any(_inside(b.bbox, t) for t in table_boxes)]
         page.blocks += [Block(text, tuple(t.bbox), "table") for t in tables if (text := _table_text(t.extract()))]
         if figures and settings.ocr_figures:
             raster, scale = _render(p, settings.ocr_dpi, settings.max_image_pixels)

@@ -13,21 +13,13 @@ import os
 from pathlib import Path
 
 from pagelens.models import Block, Page
-from pagelens.parse import PARSE_VERSION, extract_pages
+from pagelens.parse import PARSE_VERSION
 from pagelens.settings import Settings
 
 
 def cache_key(content_sha256: str, settings: Settings) -> str:
     knobs = [PARSE_VERSION, settings.ocr_dpi, settings.ocr_lang, settings.ocr_figures, settings.min_figure_area]
     return f"{content_sha256}-{hashlib.sha1(json.dumps(knobs).encode()).hexdigest()[:12]}"
-
-
-def parse_cached(path: Path, content_sha256: str, settings: Settings) -> list[Page]:
-    pages = cached_pages(content_sha256, settings)
-    if pages is None:
-        pages = extract_pages(path, settings)
-        store_pages(content_sha256, settings, pages)
-    return pages
 
 
 def cached_pages(content_sha256: str, settings: Settings) -> list[Page] | None:

@@ -24,6 +24,7 @@ ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer",
                                                 {"type": "stop", "stop_words": ["_english_"]}]}
 MAX_TEXT = 65535
 PAGE_SIZE = 10_000
+_LOADED: set[tuple[str, str]] = set()  # (uri, alias) loaded for search in this process
 
 
 @functools.lru_cache(maxsize=8)
@@ -66,13 +67,17 @@ class VectorStore:
         return self.alias
 
     def ensure_loaded(self) -> None:
-        """Load the collection for search (a fresh process finds it released)."""
+        """Load the collection for search (a fresh process finds it released); checked once per process."""
+        key = (self.settings.milvus_uri, self.alias)
+        if key in _LOADED:
+            return
         if not self.client.has_collection(self.alias):
             raise IndexMissing(f"no index '{self.alias}' at {self.settings.milvus_uri}: run `pagelens ingest` first")
         state = str(self.client.get_load_state(self.alias).get("state", ""))
         if "Loaded" not in state:
             kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
             self.client.load_collection(self.alias, **kwargs)
+        _LOADED.add(key)
 
     def create_generation(self, name: str) -> None:
         from pymilvus import DataType, Function, FunctionType
