@@ -46,7 +46,7 @@ def _pipeline(folder: Path, data: Path) -> tuple[float, int, list[str]]:
     start = time.perf_counter()
     reports = ingest(str(folder), "bench", settings)
     seconds = time.perf_counter() - start
-    store = VectorStore(settings)
+    store = VectorStore(settings, "bench")
     texts = [r["text"] for r in store.client.query(store.alias, filter='namespace == "bench"', output_fields=["text"],
                                                   limit=16000)]
     return seconds, sum(r.pages for r in reports), texts

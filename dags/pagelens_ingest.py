@@ -47,14 +47,15 @@ def _embedded_store() -> bool:
 def pagelens_ingest() -> None:
     @task
     def plan(namespace: str, source: str, ti: Any = None) -> list[list[dict[str, str]]]:
-        from pagelens.ingest import batches, plan_ingest
+        from pagelens.ingest import batches, list_sources, plan_ingest
         from pagelens.settings import Settings
-        from pagelens.sources import open_source
 
-        result = plan_ingest(open_source(source).list_documents(), namespace, Settings())
+        settings = Settings()
+        result = plan_ingest(list_sources([source], namespace, settings), namespace, settings)
         # Airflow maps only over a return value, so the batches are it and the rest travels as named XComs.
         ti.xcom_push(key="skipped", value=[r.to_dict() for r in result.skipped])
         ti.xcom_push(key="gone", value=result.gone)
+        ti.xcom_push(key="cursors", value=result.cursors)
         return batches(result.to_index, BATCH_SIZE)
 
     # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
@@ -67,13 +68,11 @@ def pagelens_ingest() -> None:
 
     @task(trigger_rule="none_failed")  # zero batches leaves index_batch skipped; finish must still run
     def finish(indexed: list[list[dict[str, Any]]], skipped: list[dict[str, Any]], gone: list[str],
-               namespace: str) -> dict[str, Any]:
-        from pagelens.ingest import finish_ingest, retire_missing
+               cursors: dict[str, str], namespace: str) -> dict[str, Any]:
+        from pagelens.ingest import finish_ingest
         from pagelens.settings import Settings
 
-        settings = Settings()
-        deleted = [r.to_dict() for r in retire_missing(gone, namespace, settings)] if gone else []
-        finish_ingest(settings)
+        deleted = [r.to_dict() for r in finish_ingest(namespace, Settings(), gone, cursors)]
         documents = [r for batch in indexed for r in batch] + list(skipped) + deleted
         counts = {s: sum(r["status"] == s for r in documents) for s in STATUSES}
         log.info("Ingest into %s: %s indexed, %s skipped, %s quarantined, %s deleted", namespace, *counts.values())
@@ -82,7 +81,7 @@ def pagelens_ingest() -> None:
     namespace, source = "{{ params.namespace }}", "{{ params.source }}"
     planned = plan(namespace, source)
     indexed = index_batch.partial(namespace=namespace).expand(batch=planned)
-    finish(indexed, planned["skipped"], planned["gone"], namespace)
+    finish(indexed, planned["skipped"], planned["gone"], planned["cursors"], namespace)
 
 
 pagelens_ingest()

@@ -103,7 +103,7 @@ def records(env: Env, namespace: str = NS) -> dict[str, Any]:
 def store(env: Env) -> Any:
     from pagelens.store import VectorStore
 
-    return VectorStore(env.settings)
+    return VectorStore(env.settings, NS)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_first_run_indexes_good_documents_and_quarantines_broken(env: Env, first
     assert "0 bytes" in rows["broken.pdf"].reason
     assert rows[GOOD[0]].pages == 4 and rows[GOOD[0]].ocr_pages >= 1
     for doc in GOOD:
-        assert store(env).count(NS, doc) == rows[doc].chunks > 0
-    assert store(env).count(NS, "broken.pdf") == 0
+        assert store(env).count(doc) == rows[doc].chunks > 0
+    assert store(env).count("broken.pdf") == 0
 
 
 def test_only_the_run_namespace_has_rows(env: Env, first) -> None:
@@ -134,7 +134,7 @@ def test_only_the_run_namespace_has_rows(env: Env, first) -> None:
         assert set(conn.scalars(select(DocumentRecord.namespace).distinct())) == {NS}
     vectors = store(env)
     total = vectors.client.query(vectors.alias, filter="", output_fields=["count(*)"])[0]["count(*)"]
-    assert total == vectors.count(NS) > 0
+    assert total == vectors.count() > 0
 
 
 def test_empty_source_skips_indexing_and_still_finishes(env: Env, first, tmp_path: Path) -> None:
@@ -145,11 +145,11 @@ def test_empty_source_skips_indexing_and_still_finishes(env: Env, first, tmp_pat
 
 
 def test_rerun_is_idempotent_and_removed_files_are_retired(env: Env, first) -> None:
-    before_ids, before = sorted(store(env).chunk_ids_of(NS)), records(env)
+    before_ids, before = sorted(store(env).chunk_ids_of()), records(env)
 
     _, summary = run(env)
     assert (summary["indexed"], summary["skipped"], summary["quarantined"]) == (0, 2, 1)  # broken is retried
-    assert sorted(store(env).chunk_ids_of(NS)) == before_ids
+    assert sorted(store(env).chunk_ids_of()) == before_ids
     after = records(env)
     for doc in GOOD:
         assert (after[doc].status, after[doc].chunks, after[doc].updated_at) == \
@@ -158,6 +158,6 @@ def test_rerun_is_idempotent_and_removed_files_are_retired(env: Env, first) -> N
     (env.source / GOOD[1]).unlink()
     _, summary = run(env)
     assert [d["doc"] for d in summary["documents"] if d["status"] == "deleted"] == [GOOD[1]]
-    assert store(env).count(NS, GOOD[1]) == 0
+    assert store(env).count(GOOD[1]) == 0
     assert records(env)[GOOD[1]].status == "deleted"
-    assert store(env).count(NS, GOOD[0]) == after[GOOD[0]].chunks
+    assert store(env).count(GOOD[0]) == after[GOOD[0]].chunks

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from pagelens.parse import extract_pages
 from pagelens.parsepool import ParsePool, page_ranges
+from pagelens.sources import SourceDocument
 from pagelens.sources.local import LocalSource
 
 pytestmark = pytest.mark.integration
@@ -23,10 +25,15 @@ def test_page_ranges_cover_every_page_once() -> None:
         assert covered == list(range(1, pages + 1))
 
 
+def _fetched(folder: Path) -> list[SourceDocument]:
+    source = LocalSource(folder)
+    return [source.fetch(d, folder) for d in source.list_documents().documents]
+
+
 def test_split_parse_equals_whole_parse_and_is_cached(sample_docs, settings, monkeypatch) -> None:
     monkeypatch.setattr("pagelens.parsepool.SPLIT_MIN_PAGES", 2)  # the 4-page sample report gets split
     settings.parse_workers = 2
-    docs = LocalSource(sample_docs).list_documents()
+    docs = _fetched(sample_docs)
     report = next(d for d in docs if d.doc_id == "acme_annual_report.pdf")
     with ParsePool(docs, settings) as pool:
         assert len(pool.futures[report.doc_id]) == 2
@@ -40,7 +47,7 @@ def test_split_parse_equals_whole_parse_and_is_cached(sample_docs, settings, mon
 
 def test_a_dead_worker_costs_only_its_document(sample_docs, settings) -> None:
     settings.parse_workers = 1
-    docs = LocalSource(sample_docs).list_documents()
+    docs = _fetched(sample_docs)
     with ParsePool(docs, settings) as pool:
         pids = list(pool.executor._processes)
         assert pids

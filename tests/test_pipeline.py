@@ -31,12 +31,12 @@ def test_ingest_report_rerun_skips_and_changed_file_replaces_its_chunks(inbox, s
     report = first["acme_annual_report.pdf"]
     assert (report.status, report.pages, report.ocr_pages, report.tables) == ("indexed", 4, 1, 1)
     assert report.figures >= 1 and first["warehouse_inspection_scan.png"].ocr_pages == 1
-    store = VectorStore(settings)
-    ids = sorted(store.chunk_ids_of("acme"))
+    store = VectorStore(settings, "acme")
+    ids = sorted(store.chunk_ids_of())
     assert len(ids) == report.chunks + first["warehouse_inspection_scan.png"].chunks
 
     again = ingest(str(inbox), "acme", settings)
-    assert {r.status for r in again} == {"skipped"} and sorted(store.chunk_ids_of("acme")) == ids
+    assert {r.status for r in again} == {"skipped"} and sorted(store.chunk_ids_of()) == ids
 
     (inbox / "warehouse_inspection_scan.png").unlink()
     shutil.copy(inbox / "acme_annual_report.pdf", inbox / "copy.pdf")
@@ -44,8 +44,8 @@ def test_ingest_report_rerun_skips_and_changed_file_replaces_its_chunks(inbox, s
     final = {r.doc: r for r in ingest(str(inbox), "acme", settings)}
     assert final["acme_annual_report.pdf"].status == "quarantined"
     assert final["warehouse_inspection_scan.png"].status == "deleted"
-    assert store.count("acme", "acme_annual_report.pdf") == 0 and store.count("acme", "warehouse_inspection_scan.png") == 0
-    assert store.count("acme", "copy.pdf") == report.chunks
+    assert store.count("acme_annual_report.pdf") == 0 and store.count("warehouse_inspection_scan.png") == 0
+    assert store.count("copy.pdf") == report.chunks
     rows = {r.doc_id: r for r in Registry(settings.registry_url).documents("acme")}
     assert rows["acme_annual_report.pdf"].reason.startswith("corrupt:") and rows["copy.pdf"].status == "indexed"
 
@@ -78,7 +78,7 @@ def test_vision_branch_with_a_clip_model(inbox, tmp_path) -> None:
     settings = Settings(data_dir=tmp_path / "vision", clip_model=str(write_tiny_clip(tmp_path / "clip")))
     reports = ingest(str(inbox), "acme", settings)
     assert all(r.status == "indexed" for r in reports)
-    store = VectorStore(settings)
+    store = VectorStore(settings, "acme")
     rows = store.client.query(store.alias, filter='namespace == "acme"', output_fields=["has_image", "model_version"])
     assert rows and all(r["has_image"] for r in rows) and "+clip:clip+" in rows[0]["model_version"]
     hits = retrieve("units shipped per quarter chart", "acme", settings, mode="hybrid")

@@ -34,7 +34,7 @@ def _write(store: VectorStore, chunks: list[Chunk], with_images: bool = False) -
 
 @pytest.fixture
 def store(settings) -> VectorStore:
-    s = VectorStore(settings)
+    s = VectorStore(settings, "a")
     s.ensure_collection()
     return s
 
@@ -43,17 +43,49 @@ def test_upsert_is_idempotent_and_dedupes_a_batch(store) -> None:
     chunks = [_chunk("a", "r.pdf", 1, 0, "revenue grew in Europe"), _chunk("a", "r.pdf", 2, 0, "headcount rose")]
     assert _write(store, chunks + chunks[:1]) == 2  # the duplicate key inside one batch is dropped
     _write(store, chunks)
-    assert store.count("a") == 2
-    assert sorted(store.chunk_ids_of("a")) == sorted(c.id for c in chunks)
+    assert store.count() == 2
+    assert sorted(store.chunk_ids_of()) == sorted(c.id for c in chunks)
 
 
-def test_namespaces_never_leak_and_delete_hits_one_document(store) -> None:
+def test_namespaces_never_leak_and_delete_hits_one_document(store, settings) -> None:
+    other = VectorStore(settings, "b")
+    other.ensure_collection()
     _write(store, [_chunk("a", "r.pdf", 1, 0, "shared words in finance"), _chunk("a", "s.pdf", 1, 0, "other doc")])
-    _write(store, [_chunk("b", "r.pdf", 1, 0, "shared words in finance")])
-    hits = store.search("sparse", "finance words", "b", 10)
-    assert hits and {h.doc_id for h in hits} == {"r.pdf"} and store.count("b") == 1
-    store.delete_document("a", "r.pdf")
-    assert store.count("a") == 1 and store.count("b") == 1 and store.count("a", "s.pdf") == 1
+    _write(other, [_chunk("b", "r.pdf", 1, 0, "shared words in finance")])
+    hits = other.search("sparse", "finance words", 10)
+    assert hits and {h.doc_id for h in hits} == {"r.pdf"} and other.count() == 1
+    store.delete_document("r.pdf")
+    assert store.count() == 1 and other.count() == 1 and store.count("s.pdf") == 1
+    with pytest.raises(ValueError, match="namespace"):
+        _write(other, [_chunk("a", "x.pdf", 1, 0, "wrong index")])
+
+
+def test_generations_swap_behind_the_alias_and_roll_back(store, settings) -> None:
+    _write(store, [_chunk("a", "old.pdf", 1, 0, "the old generation")])
+    v1 = store.live_generation()
+    v2 = store.create_generation()
+    assert (v1, v2) == ("pagelens__a_v1", "pagelens__a_v2") and store.generations() == [v1, v2]
+    rebuilt = VectorStore(settings, "a", generation=v2)
+    rebuilt.ensure_collection()
+    _write(rebuilt, [_chunk("a", "new.pdf", 1, 0, "the new generation")])
+    rebuilt.flush()
+    assert store.search("sparse", "generation", 5)[0].doc_id == "old.pdf"  # readers still see v1
+    store.point_alias(v2)
+    assert store.live_generation() == v2 and store.search("sparse", "generation", 5)[0].doc_id == "new.pdf"
+    with pytest.raises(ValueError, match="live"):
+        store.drop_generation(v2)
+    store.point_alias(v1)  # rollback
+    assert store.search("sparse", "generation", 5)[0].doc_id == "old.pdf"
+    store.drop_generation(v2)
+    assert store.generations() == [v1]
+
+
+@pytest.mark.parametrize("bad", ["", "1abc", "a-b", "a b", "x" * 65, "ns;drop"])
+def test_namespace_names_are_validated(settings, bad) -> None:
+    from pagelens.store import InvalidNamespace
+
+    with pytest.raises(InvalidNamespace):
+        VectorStore(settings, bad)
 
 
 def test_bm25_ranks_the_matching_chunk_first_with_stemming(store) -> None:
@@ -61,15 +93,15 @@ def test_bm25_ranks_the_matching_chunk_first_with_stemming(store) -> None:
              "the board approved the dividend", "calibration interval of the robot arm"]
     _write(store, [_chunk("a", "d.pdf", i + 1, 0, t) for i, t in enumerate(texts)])
     store.flush()
-    assert store.search("sparse", "how many units were shipping", "a", 3)[0].page == 2
-    assert store.search("text_vec", _vec(texts[3], TEXT_DIM), "a", 1)[0].page == 4
+    assert store.search("sparse", "how many units were shipping", 3)[0].page == 2
+    assert store.search("text_vec", _vec(texts[3], TEXT_DIM), 1)[0].page == 4
 
 
 def test_image_search_sees_only_chunks_with_images(store) -> None:
     with_image = [_chunk("a", "d.pdf", i + 1, 0, f"figure page {i}") for i in range(3)]
     _write(store, with_image, with_images=True)
     _write(store, [_chunk("a", "d.pdf", 9, 0, "text only page")])
-    hits = store.search("image_vec", _vec("img" + with_image[1].text, IMAGE_DIM), "a", 10, "has_image == true")
+    hits = store.search("image_vec", _vec("img" + with_image[1].text, IMAGE_DIM), 10, "has_image == true")
     assert hits[0].page == 2 and 9 not in {h.page for h in hits} and hits[0].bbox == [1.0, 2.0, 3.0, 4.0]
 
 

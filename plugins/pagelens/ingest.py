@@ -1,4 +1,4 @@
-"""The ingestion stages: plan against the registry, index batches of documents, retire removed ones.
+"""The ingestion stages: list sources, plan against the registry, index batches, retire removed documents.
 
 `index_batch` is the one function that does the work in every mode: the CLI, the local Airflow task and
 the GPU encoder pod all call it.
@@ -7,9 +7,11 @@ the GPU encoder pod all call it.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pagelens.chunk import chunk_pages
@@ -20,8 +22,9 @@ from pagelens.parsepool import ParsePool
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import Registry
 from pagelens.settings import Settings
-from pagelens.sources import SourceDocument, open_source
+from pagelens.sources import DocumentVanished, Listing, Source, SourceDocument, open_source
 from pagelens.store import VectorStore
+from pagelens.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +34,45 @@ class Plan:
     to_index: list[SourceDocument] = field(default_factory=list)
     skipped: list[DocumentReport] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # indexed before, no longer in the source
+    cursors: dict[str, str] = field(default_factory=dict)  # location -> where its next listing continues
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def plan_ingest(documents: list[SourceDocument], namespace: str, settings: Settings) -> Plan:
-    """Diff a source listing against the registry: new or changed documents are indexed, the rest skipped."""
-    registry, version = Registry(settings.registry_url), model_version(settings)
+def list_sources(locations: Iterable[str], namespace: str, settings: Settings) -> list[Listing]:
+    """One listing per location; delta sources continue from the cursor the last landed run saved."""
+    registry = Registry(settings.registry_url)
+    listings = []
+    for location in locations:
+        source = open_source(location, settings)
+        listings.append(source.list_documents(registry.cursor(namespace, source.location)))
+    return listings
+
+
+def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> Plan:
+    """Diff listings against the registry: changed or new documents are indexed, the rest skipped.
+
+    Unchanged means the same source version marker (etag) with the same models, so an unchanged corpus
+    costs a listing and one registry query; content hashes are checked only for documents fetched.
+    """
+    version = model_version(settings)
+    rows = {r.doc_id: r for r in Registry(settings.registry_url).documents(namespace)}
     plan = Plan()
-    for doc in documents:
-        if registry.is_current(namespace, doc.doc_id, doc.content_sha256, version):
-            plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason="unchanged"))
-        else:
-            plan.to_index.append(doc)
-    listed = {d.doc_id for d in documents}
-    plan.gone = [r.doc_id for r in registry.documents(namespace) if r.status != "deleted" and r.doc_id not in listed]
+    for listing in listings:
+        for doc in listing.documents:
+            row = rows.get(doc.doc_id)
+            if row is not None and row.unchanged(doc.etag, version):
+                plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason="unchanged"))
+            else:
+                plan.to_index.append(doc)
+        listed = {d.doc_id for d in listing.documents}
+        live = {doc_id for doc_id, row in rows.items() if row.status != "deleted"}
+        if listing.complete:
+            plan.gone += sorted(d for d in live - listed if rows[d].location == listing.location)
+        plan.gone += sorted(d for d in set(listing.deleted) & live if d not in plan.gone)
+        if listing.cursor:
+            plan.cursors[listing.location] = listing.cursor
     return plan
 
 
@@ -53,59 +82,97 @@ def batches(documents: list[SourceDocument], size: int) -> list[list[dict[str, s
 
 
 def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str, settings: Settings,
-                on_document: Callable[[DocumentReport], None] | None = None) -> list[DocumentReport]:
-    """Parse, chunk, redact, embed and upsert each document; a bad one is quarantined, the rest go on."""
-    store, registry = VectorStore(settings), Registry(settings.registry_url)
+                on_document: Callable[[DocumentReport], None] | None = None,
+                generation: str | None = None) -> list[DocumentReport]:
+    """Fetch, parse, chunk, redact, embed and upsert each document; a bad one is quarantined, the rest go on.
+
+    `generation` writes into that collection generation instead of the live index (a rebuild); the registry
+    is then left alone, since it describes the live index: the rebuild records the reports once it swaps.
+    """
+    store, registry = VectorStore(settings, namespace, generation), Registry(settings.registry_url)
     store.ensure_collection()
+    record = generation is None
     docs = [item if isinstance(item, SourceDocument) else SourceDocument(**item) for item in batch]
-    reports = []
-    with ParsePool(docs, settings) as parses:  # parsing runs ahead in worker processes
+    reports: list[DocumentReport] = []
+
+    def done(report: DocumentReport) -> None:
+        if record and report.status in ("indexed", "quarantined"):
+            registry.record(namespace, report, model_version(settings))
+        reports.append(report)
+        if on_document:
+            on_document(report)
+
+    settings.ensure_dirs()
+    with tempfile.TemporaryDirectory(prefix="fetch-", dir=settings.data_dir) as workdir:
+        fetched, sources = [], {}
         for doc in docs:
-            report = index_document(doc, namespace, settings, store, registry, parses.pages)
-            reports.append(report)
-            if on_document:
-                on_document(report)
+            if doc.location not in sources:
+                sources[doc.location] = open_source(doc.location, settings)
+            outcome = _fetch(doc, sources[doc.location], namespace, settings, store, registry, Path(workdir),
+                             check_current=record)
+            if isinstance(outcome, DocumentReport):
+                done(outcome)
+            else:
+                fetched.append(outcome)
+        with ParsePool(fetched, settings) as parses:  # parsing runs ahead in worker processes
+            for doc in fetched:
+                done(index_document(doc, namespace, settings, store, parses.pages))
     return reports
 
 
+def _fetch(doc: SourceDocument, source: Source, namespace: str, settings: Settings, store: VectorStore,
+           registry: Registry, workdir: Path, check_current: bool) -> SourceDocument | DocumentReport:
+    """The document with its content at hand, or the report of why there is nothing to index."""
+    with span("fetch_document", doc=doc.doc_id, source=doc.location):
+        try:
+            doc = source.fetch(doc, workdir)
+        except DocumentVanished:
+            store.delete_document(doc.doc_id)
+            registry.mark_deleted(namespace, [doc.doc_id])
+            return DocumentReport(doc=doc.doc_id, status="deleted", reason="removed from the source during the run")
+    if check_current and registry.is_current(namespace, doc.doc_id, doc.content_sha256, model_version(settings)):
+        registry.update_etag(namespace, doc.doc_id, doc.etag)  # next run skips it without fetching
+        return _report(doc, status="skipped", reason="unchanged content")
+    return doc
+
+
+def _report(doc: SourceDocument, **fields: Any) -> DocumentReport:
+    return DocumentReport(doc=doc.doc_id, source_uri=doc.source_uri, location=doc.location, etag=doc.etag,
+                          content_sha256=doc.content_sha256, **fields)
+
+
 def index_document(doc: SourceDocument, namespace: str, settings: Settings, store: VectorStore,
-                   registry: Registry, parse: Callable[[SourceDocument], list[Page]]) -> DocumentReport:
+                   parse: Callable[[SourceDocument], list[Page]]) -> DocumentReport:
     start = time.perf_counter()
-    version = model_version(settings)
     try:
         pages = parse(doc)
     except DocumentError as exc:
-        store.delete_document(namespace, doc.doc_id)  # a replaced file that is now bad leaves nothing stale
-        report = DocumentReport(doc=doc.doc_id, status="quarantined", reason=exc.reason,
-                                seconds=round(time.perf_counter() - start, 2))
-        registry.record(namespace, doc.source_uri, doc.content_sha256, version, report, doc.etag)
+        store.delete_document(doc.doc_id)  # a replaced file that is now bad leaves nothing stale
         log.warning("Quarantined %s: %s", doc.doc_id, exc.reason)
-        return report
+        return _report(doc, status="quarantined", reason=exc.reason, seconds=round(time.perf_counter() - start, 2))
     chunks = chunk_pages(pages, namespace=namespace, doc_id=doc.doc_id, source_uri=doc.source_uri,
-                         content_sha256=doc.content_sha256, model_version=version,
+                         content_sha256=doc.content_sha256, model_version=model_version(settings),
                          target_chars=settings.chunk_chars, max_chars=settings.chunk_max_chars)
-    upsert_encoded(chunks, namespace, doc.doc_id, settings, store)
-    report = DocumentReport(
-        doc=doc.doc_id, status="indexed", pages=len(pages), ocr_pages=sum(p.ocr for p in pages),
-        tables=sum(p.tables for p in pages), figures=sum(c.kind == "figure" for c in chunks),
-        chunks=len(chunks), seconds=round(time.perf_counter() - start, 2),
-    )
-    registry.record(namespace, doc.source_uri, doc.content_sha256, version, report, doc.etag)
-    return report
+    upsert_encoded(chunks, doc.doc_id, settings, store)
+    return _report(doc, status="indexed", pages=len(pages), ocr_pages=sum(p.ocr for p in pages),
+                   tables=sum(p.tables for p in pages), figures=sum(c.kind == "figure" for c in chunks),
+                   chunks=len(chunks), seconds=round(time.perf_counter() - start, 2))
 
 
-def upsert_encoded(chunks: list[Chunk], namespace: str, doc_id: str, settings: Settings, store: VectorStore) -> None:
+def upsert_encoded(chunks: list[Chunk], doc_id: str, settings: Settings, store: VectorStore) -> None:
     """Redact, embed, upsert, then drop the document's rows that the new version no longer has."""
     if settings.redact_pii:
         for chunk in chunks:
             chunk.text, chunk.context = redact_text(chunk.text), redact_text(chunk.context)
-    text_vecs = text_encoder(settings).encode([c.search_text for c in chunks])
-    image_vecs = _image_vectors(chunks, settings)
-    old_ids = set(store.chunk_ids_of(namespace, doc_id))
-    store.upsert_chunks(chunks, text_vecs, image_vecs, settings.vision_weight)
-    stale = old_ids - {c.id for c in chunks}
-    if stale:
-        store.delete_ids(stale)
+    with span("embed_chunk", doc=doc_id, chunks=len(chunks)):
+        text_vecs = text_encoder(settings).encode([c.search_text for c in chunks])
+        image_vecs = _image_vectors(chunks, settings)
+    with span("upsert_vector", doc=doc_id, chunks=len(chunks), collection=store.target):
+        old_ids = set(store.chunk_ids_of(doc_id))
+        store.upsert_chunks(chunks, text_vecs, image_vecs, settings.vision_weight)
+        stale = old_ids - {c.id for c in chunks}
+        if stale:
+            store.delete_ids(stale)
 
 
 def _image_vectors(chunks: list[Chunk], settings: Settings) -> list[list[float] | None]:
@@ -123,18 +190,26 @@ def _image_vectors(chunks: list[Chunk], settings: Settings) -> list[list[float] 
 
 def retire_missing(doc_ids: list[str], namespace: str, settings: Settings) -> list[DocumentReport]:
     """Delete the vectors of documents that left the source and mark them deleted in the registry."""
-    store, registry = VectorStore(settings), Registry(settings.registry_url)
+    store, registry = VectorStore(settings, namespace), Registry(settings.registry_url)
+    store.ensure_collection()
     for doc_id in doc_ids:
-        store.delete_document(namespace, doc_id)
+        store.delete_document(doc_id)
     registry.mark_deleted(namespace, doc_ids)
     return [DocumentReport(doc=d, status="deleted", reason="removed from the source") for d in doc_ids]
 
 
-def finish_ingest(settings: Settings) -> None:
-    """Seal new segments so queries hit the index instead of brute-forcing growing data."""
-    store = VectorStore(settings)
+def finish_ingest(namespace: str, settings: Settings, gone: list[str] | None = None,
+                  cursors: dict[str, str] | None = None) -> list[DocumentReport]:
+    """Retire removed documents, seal new segments (queries then hit the index instead of brute force),
+    and only then save the delta cursors: a run that failed earlier re-reads the same changes."""
+    deleted = retire_missing(gone, namespace, settings) if gone else []
+    store = VectorStore(settings, namespace)
     store.ensure_collection()
     store.flush()
+    registry = Registry(settings.registry_url)
+    for location, cursor in (cursors or {}).items():
+        registry.save_cursor(namespace, location, cursor)
+    return deleted
 
 
 def ingest(locations: str | list[str], namespace: str, settings: Settings, batch_size: int = 8,
@@ -142,13 +217,10 @@ def ingest(locations: str | list[str], namespace: str, settings: Settings, batch
            on_plan: Callable[[Plan], None] | None = None) -> list[DocumentReport]:
     """The whole run in one process (CLI, eval): the same stages the DAG maps over tasks."""
     locations = [locations] if isinstance(locations, str) else locations
-    documents = [d for location in locations for d in open_source(location).list_documents()]
-    plan = plan_ingest(documents, namespace, settings)
+    plan = plan_ingest(list_sources(locations, namespace, settings), namespace, settings)
     if on_plan:
         on_plan(plan)
     reports = list(plan.skipped)
     for batch in batches(plan.to_index, batch_size):
         reports += index_batch(batch, namespace, settings, on_document)
-    reports += retire_missing(plan.gone, namespace, settings) if plan.gone else []
-    finish_ingest(settings)
-    return reports
+    return reports + finish_ingest(namespace, settings, plan.gone, plan.cursors)

@@ -80,6 +80,7 @@ class Answer:
     mode: str  # extractive | generated | extractive-fallback
     timings: dict[str, float] = field(default_factory=dict)
     citations_removed: int = 0  # citations the model made that named no retrieved excerpt
+    fallback_reason: str = ""  # why a configured LLM endpoint was not used (mode extractive-fallback)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,6 +97,10 @@ class DocumentReport:
     figures: int = 0
     chunks: int = 0
     seconds: float = 0.0
+    source_uri: str = ""  # what the registry records with the outcome
+    location: str = ""
+    etag: str = ""
+    content_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

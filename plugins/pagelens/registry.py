@@ -7,7 +7,7 @@ import functools
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import DateTime, Float, Integer, String, Text, UniqueConstraint, create_engine, select
+from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint, create_engine, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -15,7 +15,11 @@ from pagelens.models import DocumentReport
 
 
 class Base(DeclarativeBase):
-    pass
+    # Named constraints: migrations can drop or alter them by name on every database (SQLite batch mode too).
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    })
 
 
 class DocumentRecord(Base):
@@ -26,6 +30,7 @@ class DocumentRecord(Base):
     namespace: Mapped[str] = mapped_column(String(128), index=True)
     doc_id: Mapped[str] = mapped_column(String(1024))
     source_uri: Mapped[str] = mapped_column(String(2048))
+    location: Mapped[str] = mapped_column(String(2048), default="")  # the source it was listed from
     etag: Mapped[str] = mapped_column(String(256), default="")
     content_sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))  # indexed | quarantined | deleted
@@ -39,13 +44,50 @@ class DocumentRecord(Base):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
+    def unchanged(self, etag: str, model_version: str) -> bool:
+        """Indexed from this source version (same etag) with these models."""
+        return bool(etag) and self.status == "indexed" and self.etag == etag and self.model_version == model_version
+
+
+class SourceState(Base):
+    """Where a delta source continues next run (a Graph delta link), per namespace and location."""
+
+    __tablename__ = "source_state"
+    __table_args__ = (UniqueConstraint("namespace", "location"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(128))
+    location: Mapped[str] = mapped_column(String(2048))
+    cursor: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiToken(Base):
+    """A bearer token of the query API, stored only as its SHA-256, with the namespaces it may read."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    namespaces: Mapped[str] = mapped_column(Text)  # JSON list of namespace names
+    label: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine on the registry URL (creating the SQLite file's folder), without any schema check."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, pool_pre_ping=True)
+
 
 @functools.lru_cache(maxsize=8)
 def _engine(url: str) -> Engine:
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, pool_pre_ping=True)
-    Base.metadata.create_all(engine)
+    engine = make_engine(url)
+    from pagelens.migrations import ensure_schema  # SQLite upgrades itself; PostgreSQL needs `pagelens db upgrade`
+
+    ensure_schema(engine)
     return engine
 
 
@@ -64,24 +106,56 @@ class Registry:
         with Session(self.engine) as session:
             return list(session.scalars(query.order_by(DocumentRecord.doc_id)))
 
+    def indexed_namespaces(self) -> list[str]:
+        """Namespaces with at least one indexed document (what the query API must be able to search)."""
+        query = select(DocumentRecord.namespace).filter_by(status="indexed").distinct().order_by(DocumentRecord.namespace)
+        with Session(self.engine) as session:
+            return list(session.scalars(query))
+
     def is_current(self, namespace: str, doc_id: str, content_sha256: str, model_version: str) -> bool:
         """Indexed from these exact bytes with these models: nothing to do."""
         row = self.get(namespace, doc_id)
         return bool(row and row.status == "indexed" and row.content_sha256 == content_sha256
                     and row.model_version == model_version)
 
-    def record(self, namespace: str, source_uri: str, content_sha256: str, model_version: str,
-               report: DocumentReport, etag: str = "") -> None:
+    def is_unchanged(self, namespace: str, doc_id: str, etag: str, model_version: str) -> bool:
+        """Indexed from the same source version with these models: skip without fetching the content."""
+        row = self.get(namespace, doc_id)
+        return bool(row and row.unchanged(etag, model_version))
+
+    def record(self, namespace: str, report: DocumentReport, model_version: str) -> None:
+        """Upsert the document's row from the outcome of indexing it (the report carries its source fields)."""
         with Session(self.engine) as session, session.begin():
             row = session.scalars(select(DocumentRecord).filter_by(namespace=namespace, doc_id=report.doc)).first()
             if row is None:
                 row = DocumentRecord(namespace=namespace, doc_id=report.doc)
                 session.add(row)
-            row.source_uri, row.content_sha256, row.etag, row.model_version = source_uri, content_sha256, etag, model_version
+            row.source_uri, row.location, row.etag = report.source_uri, report.location, report.etag
+            row.content_sha256, row.model_version = report.content_sha256, model_version
             row.status, row.reason = report.status, report.reason
             row.pages, row.ocr_pages, row.tables, row.figures = report.pages, report.ocr_pages, report.tables, report.figures
             row.chunks, row.seconds = report.chunks, report.seconds
             row.updated_at = dt.datetime.now(dt.UTC)
+
+    def update_etag(self, namespace: str, doc_id: str, etag: str) -> None:
+        """Remember a new source version marker for content found unchanged."""
+        with Session(self.engine) as session, session.begin():
+            row = session.scalars(select(DocumentRecord).filter_by(namespace=namespace, doc_id=doc_id)).first()
+            if row is not None:
+                row.etag, row.updated_at = etag, dt.datetime.now(dt.UTC)
+
+    def cursor(self, namespace: str, location: str) -> str:
+        with Session(self.engine) as session:
+            row = session.scalars(select(SourceState).filter_by(namespace=namespace, location=location)).first()
+            return row.cursor if row else ""
+
+    def save_cursor(self, namespace: str, location: str, cursor: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.scalars(select(SourceState).filter_by(namespace=namespace, location=location)).first()
+            if row is None:
+                row = SourceState(namespace=namespace, location=location)
+                session.add(row)
+            row.cursor, row.updated_at = cursor, dt.datetime.now(dt.UTC)
 
     def mark_deleted(self, namespace: str, doc_ids: Iterable[str]) -> None:
         query = select(DocumentRecord).filter_by(namespace=namespace).where(DocumentRecord.doc_id.in_(list(doc_ids)))

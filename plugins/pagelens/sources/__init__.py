@@ -1,34 +1,77 @@
-"""Where documents come from: one small interface, one implementation per kind of source."""
+"""Where documents come from: one small interface, one implementation per kind of source.
+
+A source lists cheaply (names and version markers, no content) so an unchanged corpus costs a listing and
+a registry lookup; content is fetched only for documents the plan decides to index, in whichever process
+indexes them (the local task or the GPU pod), which reopens the source from `SourceDocument.location`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pagelens.settings import Settings
 
 
 @dataclass
 class SourceDocument:
-    """A document as listed by a source; `path` is a local file the parser can open."""
+    """A document as listed by a source; `path` and `content_sha256` are filled by `Source.fetch`."""
 
     doc_id: str
-    path: str
     source_uri: str
-    content_sha256: str
-    etag: str = ""
+    etag: str = ""  # the source's version marker: S3 ETag, Graph cTag, local mtime+size
+    location: str = ""  # the source it was listed from, to reopen it in another process
+    path: str = ""  # a local file the parser can open, once fetched
+    content_sha256: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
+@dataclass
+class Listing:
+    """What a source reports in one run."""
+
+    location: str
+    documents: list[SourceDocument] = field(default_factory=list)  # new or possibly changed (all, if complete)
+    deleted: list[str] = field(default_factory=list)  # doc ids the source reports as removed (delta sources)
+    complete: bool = True  # True: a document of this location that is not listed is gone
+    cursor: str = ""  # where the next run continues (a Graph delta link); saved once the run has landed
+
+
 class Source(Protocol):
-    def list_documents(self) -> list[SourceDocument]: ...
+    location: str
+
+    def list_documents(self, cursor: str = "") -> Listing: ...
+
+    def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
+        """The document with `path` (a local file, downloaded into `workdir` if remote) and `content_sha256`."""
+        ...
 
 
-def open_source(location: str) -> Source:
+class SourceError(RuntimeError):
+    """A source cannot be listed or read (unreachable, denied, misconfigured); worth a retry or a config fix."""
+
+
+class DocumentVanished(SourceError):
+    """The document was listed but is gone by the time it is fetched (deleted meanwhile)."""
+
+
+def open_source(location: str, settings: Settings) -> Source:
     """Pick the implementation from the location's scheme (a plain path is a local folder)."""
+    if location.startswith("s3://"):
+        from pagelens.sources.s3 import S3Source
+
+        return S3Source(location, settings)
+    if location.startswith("sharepoint://"):
+        from pagelens.sources.sharepoint import SharePointSource
+
+        return SharePointSource(location, settings)
+    if "://" in location and not location.startswith("file://"):
+        raise SourceError(f"unsupported source {location!r}: use a local folder, s3://bucket/prefix or "
+                          "sharepoint://<site>/<drive>[/folder]")
     from pagelens.sources.local import LocalSource
 
-    if "://" in location and not location.startswith("file://"):
-        raise ValueError(f"unsupported source {location!r}: use a local folder or file (S3/SharePoint come next)")
     return LocalSource(Path(location.removeprefix("file://")))

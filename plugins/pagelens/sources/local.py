@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
-from pagelens.sources import SourceDocument
+from pagelens.sources import Listing, SourceDocument, SourceError
 
 
 def file_sha256(path: Path) -> str:
@@ -21,11 +22,23 @@ class LocalSource:
 
     def __init__(self, root: Path) -> None:
         if not root.exists():
-            raise FileNotFoundError(f"source folder {root} does not exist")
+            raise SourceError(f"source folder {root} does not exist")
         self.root = root.resolve()
+        self.location = str(self.root)
 
-    def list_documents(self) -> list[SourceDocument]:
+    def list_documents(self, cursor: str = "") -> Listing:
         files = [self.root] if self.root.is_file() else sorted(p for p in self.root.rglob("*") if p.is_file())
         base = self.root.parent if self.root.is_file() else self.root
-        return [SourceDocument(doc_id=p.relative_to(base).as_posix(), path=str(p), source_uri=p.as_uri(),
-                               content_sha256=file_sha256(p)) for p in files if not p.name.startswith(".")]
+        documents = []
+        for path in files:
+            if path.name.startswith("."):
+                continue
+            stat = path.stat()
+            documents.append(SourceDocument(doc_id=path.relative_to(base).as_posix(), source_uri=path.as_uri(),
+                                            etag=f"{stat.st_mtime_ns}-{stat.st_size}", location=self.location,
+                                            path=str(path)))
+        return Listing(location=self.location, documents=documents)
+
+    def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
+        path = Path(doc.path)
+        return replace(doc, path=str(path), content_sha256=file_sha256(path))
