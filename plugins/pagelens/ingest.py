@@ -20,7 +20,7 @@ from pagelens.errors import DocumentError
 from pagelens.models import Chunk, DocumentReport, Page
 from pagelens.parsepool import ParsePool
 from pagelens.redact import blur_faces, redact_text
-from pagelens.registry import Registry
+from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import Settings
 from pagelens.sources import DocumentVanished, Listing, Source, SourceDocument, open_source
 from pagelens.store import VectorStore
@@ -70,10 +70,19 @@ def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> 
         live = {doc_id for doc_id, row in rows.items() if row.status != "deleted"}
         if listing.complete:
             plan.gone += sorted(d for d in live - listed if rows[d].location == listing.location)
-        plan.gone += sorted(d for d in set(listing.deleted) & live if d not in plan.gone)
+        plan.gone += sorted(d for d in _moved_or_deleted(listing, rows) - listed if d not in plan.gone)
         if listing.cursor:
             plan.cursors[listing.location] = listing.cursor
     return plan
+
+
+def _moved_or_deleted(listing: Listing, rows: dict[str, DocumentRecord]) -> set[str]:
+    """Live doc ids of the listing's location whose source item (matched by source URI) it reports deleted
+    or lists under another doc id: a delta source (SharePoint) knows a deleted item only by id, and a
+    renamed or moved file keeps its id but changes its path."""
+    deleted, now = set(listing.deleted), {d.source_uri: d.doc_id for d in listing.documents}
+    return {doc_id for doc_id, row in rows.items() if row.status != "deleted" and row.location == listing.location
+            and (row.source_uri in deleted or now.get(row.source_uri, doc_id) != doc_id)}
 
 
 def batches(documents: list[SourceDocument], size: int) -> list[list[dict[str, str]]]:

@@ -1,0 +1,1 @@
+"""Airflow integration of pagelens: hooks and operators that wire the core package into DAGs."""

@@ -1,0 +1,1 @@
+"""Airflow hooks: one external system behind one Airflow connection each."""
