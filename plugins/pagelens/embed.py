@@ -1,6 +1,7 @@
 """Encoders: MiniLM for text (384-d), CLIP ViT-B/32 for page/figure images and query text (512-d).
 
-Models load once per process (cached by path) and run batched; fp16 on a GPU, fp32 on the CPU.
+Models load once per process (cached by path) and run batched; fp16 on a GPU, fp32 on the CPU. With
+`encode_batch_size` 0 (auto) the batch size on a GPU is chosen from the memory left free after loading.
 """
 
 from __future__ import annotations
@@ -15,6 +16,46 @@ from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
 log = logging.getLogger(__name__)
 TEXT_MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_TOKENS = 256  # MiniLM's training length; longer chunks are truncated
+AUTO_BATCH = 0  # `encode_batch_size` value meaning: size batches from free GPU memory
+CPU_TEXT_BATCH, CPU_IMAGE_BATCH = 32, 16  # what auto means on the CPU (the fixed sizes used before auto existed)
+# Peak fp16 activation memory per item, estimated with headroom (not measured on a GPU): MiniLM at 256 tokens
+# holds 12 heads x 256^2 attention scores plus 256 x 1536 MLP states per layer (~3 MiB); a CLIP ViT-B/32 image is
+# 50 tokens of 768 dims (~1 MiB). The estimates are doubled again for the allocator's fragmentation.
+TEXT_ITEM_BYTES = 8 << 20
+IMAGE_ITEM_BYTES = 4 << 20
+MAX_TEXT_BATCH, MAX_IMAGE_BATCH = 1024, 256  # past these, throughput stops growing and host-side preprocessing grows
+
+
+def batch_size_for_memory(free_bytes: int, item_bytes: int, max_batch: int, reserve: float = 0.25) -> int:
+    """Largest power of two whose activations fit in `free_bytes` after keeping `reserve` of it back (min 1)."""
+    budget = int(free_bytes * (1 - reserve)) // item_bytes
+    size = 1
+    while size * 2 <= min(budget, max_batch):
+        size *= 2
+    return size
+
+
+def resolve_device(device: str) -> str:
+    """`auto` becomes `cuda` when a GPU is visible, else `cpu`; any other value is used as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_batch_size(configured: int, device: str, item_bytes: int, max_batch: int, cpu_default: int) -> int:
+    """`configured` when set; otherwise (auto) sized from the GPU's free memory, or `cpu_default` on the CPU."""
+    if configured > 0:
+        return configured
+    if not device.startswith("cuda"):
+        return cpu_default
+    import torch
+
+    free_bytes, _total = torch.cuda.mem_get_info(torch.device(device))
+    size = batch_size_for_memory(free_bytes, item_bytes, max_batch)
+    log.info("Auto batch size on %s: %d (%.1f GiB free)", device, size, free_bytes / 2**30)
+    return size
 
 
 class TextEncoder:
@@ -26,12 +67,14 @@ class TextEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self.device, self.batch_size = device, batch_size
+        self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).to(device).eval()
         if device.startswith("cuda"):
             self.model = self.model.half()
         self._torch = torch
+        # After the weights are on the device, so free memory is what activations can use.
+        self.batch_size = choose_batch_size(batch_size, device, TEXT_ITEM_BYTES, MAX_TEXT_BATCH, CPU_TEXT_BATCH)
 
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
         torch = self._torch
@@ -57,16 +100,17 @@ class TextEncoder:
 class ImageEncoder:
     """CLIP image tower for pages and figure crops; its text tower embeds queries into the same space."""
 
-    def __init__(self, model_id: str, device: str = "cpu", batch_size: int = 16) -> None:
+    def __init__(self, model_id: str, device: str = "cpu", batch_size: int = CPU_IMAGE_BATCH) -> None:
         import torch
         from transformers import CLIPModel, CLIPProcessor
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        self.device, self.batch_size, self._torch = device, batch_size, torch
+        self.device, self._torch = device, torch
         self.processor = CLIPProcessor.from_pretrained(model_id)
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         self.model = CLIPModel.from_pretrained(model_id, dtype=dtype).to(device).eval()
+        self.batch_size = choose_batch_size(batch_size, device, IMAGE_ITEM_BYTES, MAX_IMAGE_BATCH, CPU_IMAGE_BATCH)
         dim = self.model.config.projection_dim
         if dim != IMAGE_DIM:
             raise ValueError(f"CLIP model {model_id} projects to {dim} dims; the index expects {IMAGE_DIM} (ViT-B/32)")
@@ -96,16 +140,16 @@ def _text_encoder(model_dir: str, device: str, batch_size: int) -> TextEncoder:
 
 
 @functools.lru_cache(maxsize=4)
-def _image_encoder(model_id: str, device: str) -> ImageEncoder | None:
+def _image_encoder(model_id: str, device: str, batch_size: int) -> ImageEncoder | None:
     try:
-        return ImageEncoder(model_id, device)
+        return ImageEncoder(model_id, device, batch_size)
     except (OSError, ValueError) as exc:
         log.warning("Vision branch off: CLIP model %r could not be loaded (%s)", model_id, exc)
         return None
 
 
 def text_encoder(settings: Settings) -> TextEncoder:
-    return _text_encoder(str(settings.text_model_dir()), settings.device, settings.encode_batch_size)
+    return _text_encoder(str(settings.text_model_dir()), resolve_device(settings.device), settings.encode_batch_size)
 
 
 def image_encoder(settings: Settings) -> ImageEncoder | None:
@@ -113,7 +157,9 @@ def image_encoder(settings: Settings) -> ImageEncoder | None:
     if not settings.clip_model:
         _log_vision_off_once()
         return None
-    return _image_encoder(settings.clip_model, settings.device)
+    # Images keep their own fixed batch unless auto: a page raster costs more host memory than a chunk of text.
+    batch = AUTO_BATCH if settings.encode_batch_size == AUTO_BATCH else CPU_IMAGE_BATCH
+    return _image_encoder(settings.clip_model, resolve_device(settings.device), batch)
 
 
 @functools.lru_cache(maxsize=1)
