@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from pagelens.answer import answer, extractive_answer, verify_citations
+from pagelens.answer import answer, build_messages, extractive_answer, verify_citations
 from pagelens.models import Hit
 from pagelens.settings import Settings
 
@@ -47,3 +47,25 @@ def test_unreachable_endpoint_falls_back_to_an_extractive_answer(tmp_path) -> No
     settings = Settings(data_dir=tmp_path, llm_base_url=f"http://127.0.0.1:{port}/v1", llm_timeout_s=2)
     result = answer("How many people work at the Eindhoven plant?", HITS, settings)
     assert result.mode == "extractive-fallback" and "74 people" in result.text
+    assert result.fallback_reason.startswith(f"endpoint error: cannot reach http://127.0.0.1:{port}/v1")
+
+
+def test_without_an_endpoint_the_answer_says_it_is_extractive(tmp_path) -> None:
+    result = answer("How many people work at the Eindhoven plant?", HITS, Settings(data_dir=tmp_path))
+    assert result.mode == "extractive" and result.fallback_reason == "" and result.citations_removed == 0
+
+
+def test_citation_variants_are_checked_label_by_label() -> None:
+    text, citations, removed = verify_citations(
+        "Europe led [page 2, 9]; units rose [Fig. 3] and [Pages 1 and 3] (see [Page 7 (r.pdf)]).", HITS)
+    assert text == "Europe led [Page 2]; units rose [Figure 3] and [Page 1] (see )."
+    assert removed == 3 and [c.label for c in citations] == ["[Page 2]", "[Figure 3]", "[Page 1]"]
+
+
+def test_the_prompt_holds_the_top_excerpts_labelled_and_trimmed(tmp_path) -> None:
+    long_hits = [Hit(id=str(n), doc_id="big.pdf", page=n, kind="text", bbox=[0, 0, 1, 1], score=1 / n, text="x" * 5000)
+                 for n in range(1, 8)]
+    system, user = build_messages("What is x?", long_hits, Settings(data_dir=tmp_path))
+    assert system["role"] == "system" and "only the labelled excerpts" in system["content"]
+    assert [f"[Page {n}] (big.pdf):" in user["content"] for n in range(1, 8)] == [True] * 5 + [False] * 2
+    assert "x" * 1500 in user["content"] and "x" * 1501 not in user["content"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import re
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pagelens.embed import text_encoder
 from pagelens.models import Answer, Citation, Hit
@@ -119,56 +122,127 @@ def _stem(word: str) -> str:
 
 
 SYSTEM_PROMPT = (
-    "You answer questions about documents using only the numbered excerpts given. Cite every claim with the "
-    "excerpt's label exactly as written, e.g. [Page 4] or [Figure 2]. If the excerpts do not contain the "
-    "answer, say that the documents do not contain it. Be brief."
+    "You answer questions about documents using only the labelled excerpts given, never outside knowledge. "
+    "Cite every claim with the excerpt's label exactly as written, e.g. [Page 4] or [Figure 2]. If the excerpts "
+    "do not contain the answer, say that the documents do not contain it. Be brief."
 )
-CITATION = re.compile(r"\[(Page|Figure) (\d+)\]")
+VISION_NOTE = (
+    " Images of the excerpts' pages follow the question, the excerpt's region shaded; read tables and charts "
+    "there, and cite the excerpt labels, never the images."
+)
+EXCERPT_CHARS = 1500
+# Anything bracketed that starts like a citation ("[Page 2]", "[page 2, 3]", "[Pages 2 and 4]", "[Fig. 3]"),
+# so no variant the model invents slips past the check.
+CITATION = re.compile(r"\[\s*(?:page|figure|fig\.?)s?\s*\d[^\[\]]{0,60}\]", re.I)
+CITED_NUMBER = re.compile(r"(?:(page|figure|fig\.?)s?\s*)?(?<![\w.])(\d+)(?![\w.])", re.I)  # not "q3-2025.pdf"
+PageImages = Callable[[Hit], bytes | None]
+log = logging.getLogger(__name__)
 
 
-def answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
-    """Generated when an endpoint is configured (falling back to extractive on any endpoint failure)."""
-    if not settings.llm_base_url:
+def answer(question: str, hits: list[Hit], settings: Settings, page_images: PageImages | None = None) -> Answer:
+    """Generated when an endpoint is configured and there is evidence; extractive otherwise.
+
+    Endpoint failures and timeouts never raise: the extractive answer comes back as mode
+    "extractive-fallback" with the reason. `page_images` renders a hit's page (PNG bytes) for vision
+    models; the caller supplies it because only the caller knows where documents live.
+    """
+    if not settings.llm_base_url or not hits:
         return extractive_answer(question, hits, settings)
     try:
-        return generate_answer(question, hits, settings)
+        return generate_answer(question, hits, settings, page_images)
     except GenerationError as exc:
+        log.warning("LLM endpoint failed, answered extractively: %s", exc)
         fallback = extractive_answer(question, hits, settings)
-        fallback.mode = "extractive-fallback"
-        logging.getLogger(__name__).warning("LLM endpoint failed, answered extractively: %s", exc)
+        fallback.mode, fallback.fallback_reason = "extractive-fallback", str(exc)
+        fallback.timings["generate_s"] = round(exc.seconds, 4)
         return fallback
 
 
 class GenerationError(RuntimeError):
-    """The OpenAI-compatible endpoint failed, timed out or returned nothing."""
+    """The OpenAI-compatible endpoint failed, timed out or returned nothing; the message is the fallback reason."""
+
+    def __init__(self, reason: str, seconds: float = 0.0) -> None:
+        super().__init__(reason)
+        self.seconds = seconds
 
 
-def generate_answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
+def build_messages(question: str, hits: list[Hit], settings: Settings,
+                   page_images: PageImages | None = None) -> list[dict[str, Any]]:
+    """The chat messages for the endpoint: the rules, the labelled excerpts, the question, page images if vision."""
+    evidence = hits[:EVIDENCE_CHUNKS]
+    excerpts = "\n\n".join(f"{label(h)} ({h.doc_id}):\n{h.text[:EXCERPT_CHARS]}" for h in evidence)
+    prompt = f"Excerpts:\n{excerpts}\n\nQuestion: {question}"
+    images = page_image_parts(evidence, page_images) if settings.llm_vision and page_images else []
+    if not images:
+        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+    return [{"role": "system", "content": SYSTEM_PROMPT + VISION_NOTE},
+            {"role": "user", "content": [{"type": "text", "text": prompt}, *images]}]
+
+
+def page_image_parts(evidence: list[Hit], page_images: PageImages) -> list[dict[str, Any]]:
+    """One captioned PNG data-URL part per distinct evidence page (its best hit's box shaded)."""
+    parts: list[dict[str, Any]] = []
+    seen: set[tuple[str, int]] = set()
+    for hit in evidence:
+        if (hit.doc_id, hit.page) in seen:
+            continue
+        seen.add((hit.doc_id, hit.page))
+        png = page_images(hit)
+        if png:
+            parts.append({"type": "text", "text": f"Image of page {hit.page} of {hit.doc_id}:"})
+            parts.append({"type": "image_url",
+                          "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}})
+    return parts
+
+
+def generate_answer(question: str, hits: list[Hit], settings: Settings, page_images: PageImages | None = None) -> Answer:
+    """Ask the endpoint; raise GenerationError (with a reason a user can act on) on any failure."""
     import openai
 
     evidence = hits[:EVIDENCE_CHUNKS]
-    excerpts = "\n\n".join(f"{label(h)} ({h.doc_id}):\n{h.text[:1500]}" for h in evidence)
-    client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
-                           timeout=settings.llm_timeout_s, max_retries=0)
+    messages = build_messages(question, hits, settings, page_images)
     start = time.perf_counter()
     try:
-        response = client.chat.completions.create(
-            model=settings.llm_model, max_tokens=settings.llm_max_tokens, temperature=0,
-            messages=[{"role": "system", "content": SYSTEM_PROMPT},
-                      {"role": "user", "content": f"Excerpts:\n{excerpts}\n\nQuestion: {question}"}])
+        with openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
+                           timeout=settings.llm_timeout_s, max_retries=0) as client:
+            response = client.chat.completions.create(model=settings.llm_model, max_tokens=settings.llm_max_tokens,
+                                                      temperature=0, messages=messages)  # type: ignore[arg-type]
     except openai.OpenAIError as exc:
-        raise GenerationError(str(exc)) from exc
-    text = (response.choices[0].message.content or "").strip() if response.choices else ""
+        raise GenerationError(_failure_reason(exc, settings), time.perf_counter() - start) from exc
+    seconds = time.perf_counter() - start
+    text = _reply_text(response)
     if not text:
-        raise GenerationError("the model returned an empty answer")
+        raise GenerationError(f"endpoint error: {settings.llm_model} returned an empty answer", seconds)
     text, citations, removed = verify_citations(text, evidence)
     return Answer(text=text, citations=citations, mode="generated", citations_removed=removed,
-                  timings={"generate_s": round(time.perf_counter() - start, 4)})
+                  timings={"generate_s": round(seconds, 4)})
+
+
+def _reply_text(response: object) -> str:
+    """The first choice's text; "" for a reply that is not a chat completion (servers that only claim compatibility)."""
+    choices = getattr(response, "choices", None) or []
+    content = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
+    return content.strip() if isinstance(content, str) else ""
+
+
+def _failure_reason(exc: Exception, settings: Settings) -> str:
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return f"timeout after {settings.llm_timeout_s:g} s (PAGELENS_LLM_TIMEOUT_S)"
+    if isinstance(exc, openai.APIStatusError):
+        return f"endpoint error: HTTP {exc.status_code} from {settings.llm_base_url}: {str(exc.message)[:200]}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"endpoint error: cannot reach {settings.llm_base_url} ({exc.__cause__ or exc})"[:300]
+    return f"endpoint error: {type(exc).__name__}: {exc}"[:300]
 
 
 def verify_citations(text: str, evidence: list[Hit]) -> tuple[str, list[Citation], int]:
-    """Keep citations whose label names a retrieved excerpt; strip the others from the text and count them."""
-    by_label = {}
+    """Keep citations whose label names a retrieved excerpt; strip the others from the text and count them.
+
+    A compound citation ("[Page 2, 9]") is rewritten as its supported labels ("[Page 2]").
+    """
+    by_label: dict[str, Hit] = {}
     for hit in evidence:
         by_label.setdefault(label(hit), hit)
     citations: dict[str, Citation] = {}
@@ -176,12 +250,25 @@ def verify_citations(text: str, evidence: list[Hit]) -> tuple[str, list[Citation
 
     def check(match: re.Match[str]) -> str:
         nonlocal removed
-        hit = by_label.get(match.group(0))
-        if hit is None:
-            removed += 1
-            return ""
-        citations.setdefault(match.group(0), citation(hit, hit.text))
-        return match.group(0)
+        kept = []
+        for cited in _cited_labels(match.group(0)):
+            hit = by_label.get(cited)
+            if hit is None:
+                removed += 1
+                continue
+            citations.setdefault(cited, citation(hit, hit.text))
+            kept.append(cited)
+        return " ".join(kept)
 
     cleaned = " ".join(CITATION.sub(check, text).split())
     return cleaned, list(citations.values()), removed
+
+
+def _cited_labels(bracket: str) -> list[str]:
+    """'[Pages 2 and 4]' -> ['[Page 2]', '[Page 4]']; a bare number takes the kind named before it."""
+    labels, kind = [], "Page"
+    for named, number in CITED_NUMBER.findall(bracket):
+        if named:
+            kind = "Page" if named.lower().startswith("page") else "Figure"
+        labels.append(f"[{kind} {number}]")
+    return labels

@@ -37,5 +37,25 @@ class StoreUnavailable(RuntimeError):
     """Milvus could not be reached; retriable (Airflow retries the task)."""
 
 
+class RegistrySchemaError(RuntimeError):
+    """The registry database's schema does not match this code; the message says which command fixes it."""
+
+
 class IndexMissing(LookupError):
     """Searching before anything was ingested."""
+
+
+class PageImageError(LookupError):
+    """A page image cannot be produced for a document; the query API answers these with 4xx."""
+
+
+class DocumentNotFound(PageImageError):
+    """The namespace has no indexed document of that id, or its file is gone."""
+
+
+class DocumentNotLocal(PageImageError):
+    """The document came from a remote source (S3, SharePoint) whose files are not kept locally."""
+
+
+class PageOutOfRange(PageImageError):
+    """The document has no page of that number."""

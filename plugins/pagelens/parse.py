@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from pagelens.ocr import OcrResult, ocr_image, union
 from pagelens.pdfcheck import check_pdf
 from pagelens.settings import Settings
 from pagelens.textquality import needs_ocr
+from pagelens.tracing import span
 
 PARSE_VERSION = 2  # bump when parsing output changes: cached parses of older versions are ignored
 _CID = re.compile(r"\(cid:\d+\)")
@@ -28,16 +30,18 @@ LAPARAMS = {"line_overlap": 0.5, "char_margin": 2.0, "line_margin": 0.5, "word_m
 _FATAL_PDFMINER_WARNINGS = ("Data-loss while decompressing", "circular reference")
 
 
-def extract_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None = None) -> list[Page]:
+def extract_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None = None,
+                  doc_id: str = "") -> list[Page]:
     """Parse one document; raise a DocumentError (the quarantine reason) if it cannot be read safely.
 
     `page_range` (first, last; 1-based, inclusive) parses part of a PDF, so big files can be split over workers.
+    `doc_id` labels the per-page spans (default: the file name).
     """
     suffix = path.suffix.lower()
     if suffix == ".pdf":
-        return _pdf_pages(path, settings, page_range)
+        return _pdf_pages(path, settings, page_range, doc_id or path.name)
     if suffix in IMAGE_SUFFIXES:
-        return _image_pages(path, settings)
+        return _image_pages(path, settings, doc_id or path.name)
     raise UnsupportedDocument(f"'{suffix}' files are not supported (use PDF or {', '.join(sorted(IMAGE_SUFFIXES))})")
 
 
@@ -49,7 +53,8 @@ class _OcrPool:
         self.jobs: list[tuple[Future[OcrResult], Callable[[OcrResult], None]]] = []
 
     def submit(self, fn: Callable[[], OcrResult], done: Callable[[OcrResult], None]) -> None:
-        self.jobs.append((self.pool.submit(fn), done))
+        run_in_page_span = contextvars.copy_context().run  # the OCR time shows under the page's span
+        self.jobs.append((self.pool.submit(run_in_page_span, _traced_ocr, fn), done))
         if len(self.jobs) > 4 * (os.cpu_count() or 1):  # bound the rasters held in memory
             self.drain()
 
@@ -62,7 +67,12 @@ class _OcrPool:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None) -> list[Page]:
+def _traced_ocr(fn: Callable[[], OcrResult]) -> OcrResult:
+    with span("ocr"):
+        return fn()
+
+
+def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None, doc: str) -> list[Page]:
     import pdfplumber
     from pdfminer.pdfparser import PDFSyntaxError
     from pdfminer.psparser import PSException
@@ -77,7 +87,9 @@ def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | Non
             first, last = page_range or (1, len(pdf.pages))
             for number in range(first, min(last, len(pdf.pages)) + 1):
                 pdf_page = pdf.pages[number - 1]
-                pages.append(_pdf_page(pdf_page, number, settings, vocab, pool))
+                with span("preprocess_page", doc=doc, page=number) as page_span:
+                    pages.append(_pdf_page(pdf_page, number, settings, vocab, pool))
+                    page_span.set_attribute("ocr", pages[-1].ocr)
                 pdf_page.close()
             pool.drain()
     except DocumentError:
@@ -192,10 +204,21 @@ def _figure_boxes(pdf_page: object, min_area: float) -> list[BBox]:
 def _render(pdf_page: object, dpi: int, max_pixels: int) -> tuple[object, float]:
     """Rasterise with /Rotate applied; lower the dpi for huge pages. Returns (image, points per pixel)."""
     p = pdf_page
-    area_in = float(p.width) * float(p.height) / 72**2  # type: ignore[attr-defined]
-    dpi = min(dpi, int((max_pixels / max(area_in, 1e-6)) ** 0.5))
+    dpi = capped_dpi(float(p.width), float(p.height), dpi, max_pixels)  # type: ignore[attr-defined]
     image = p.to_image(resolution=dpi).original.convert("RGB")  # type: ignore[attr-defined]
     return image, 72.0 / dpi
+
+
+def capped_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int:
+    """The requested resolution, lowered so a page of this size (PDF points) stays under `max_pixels`."""
+    area_in = width_pt * height_pt / 72**2
+    return min(dpi, int((max_pixels / max(area_in, 1e-6)) ** 0.5))
+
+
+def image_dpi(image: object) -> float:
+    """A scan's resolution tag, 300 when missing or nonsense; its page size in points is pixels * 72 / dpi."""
+    dpi = float((image.info.get("dpi") or (300, 300))[0])  # type: ignore[attr-defined]
+    return dpi if 50 <= dpi <= 1200 else 300.0
 
 
 def _thumbnail(image: object) -> object:
@@ -223,7 +246,7 @@ def _inside(box: BBox, outer: tuple) -> bool:
     return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
 
 
-def _image_pages(path: Path, settings: Settings) -> list[Page]:
+def _image_pages(path: Path, settings: Settings, doc: str) -> list[Page]:
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
@@ -232,16 +255,16 @@ def _image_pages(path: Path, settings: Settings) -> list[Page]:
     try:
         with Image.open(path) as image:
             for frame in range(min(getattr(image, "n_frames", 1), settings.max_pages)):
-                image.seek(frame)
-                rgb = image.convert("RGB")
-                dpi = float((image.info.get("dpi") or (300, 300))[0])
-                dpi = dpi if 50 <= dpi <= 1200 else 300.0  # missing or nonsense resolution tags
-                scale = 72.0 / max(dpi, 1.0)
-                page = Page(number=frame + 1, width=rgb.width * scale, height=rgb.height * scale, ocr=True)
-                pool.submit(lambda im=rgb, s=scale: ocr_image(im, settings.ocr_lang, s), lambda r, pg=page: _set_ocr(pg, r))
-                if settings.clip_model:
-                    page.image = _thumbnail(rgb)
-                pages.append(page)
+                with span("preprocess_page", doc=doc, page=frame + 1, ocr=True):
+                    image.seek(frame)
+                    rgb = image.convert("RGB")
+                    scale = 72.0 / image_dpi(image)
+                    page = Page(number=frame + 1, width=rgb.width * scale, height=rgb.height * scale, ocr=True)
+                    pool.submit(lambda im=rgb, s=scale: ocr_image(im, settings.ocr_lang, s),
+                                lambda r, pg=page: _set_ocr(pg, r))
+                    if settings.clip_model:
+                        page.image = _thumbnail(rgb)
+                    pages.append(page)
             pool.drain()
     except Image.DecompressionBombError as exc:
         raise DecompressionBomb(f"{exc} (PAGELENS_MAX_IMAGE_PIXELS)") from exc

@@ -21,7 +21,7 @@ def check_pdf(path: Path, passwords: list[str], max_image_pixels: int, max_pages
 
     if path.stat().st_size == 0:
         raise EmptyDocument("the file is 0 bytes")
-    password = _open_password(path, passwords)
+    password = open_password(path, passwords)
     try:
         with pikepdf.open(path, password=password) as pdf:
             if len(pdf.pages) == 0:
@@ -35,7 +35,8 @@ def check_pdf(path: Path, passwords: list[str], max_image_pixels: int, max_pages
     return password
 
 
-def _open_password(path: Path, passwords: list[str]) -> str:
+def open_password(path: Path, passwords: list[str]) -> str:
+    """The password ("" for none) that opens the PDF; EncryptedDocument when no configured one does."""
     import pikepdf
 
     for password in ["", *passwords]:
