@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from pagelens.settings import Settings
+from tests.api_fixtures import api_settings  # noqa: F401 (fixture: a store with two indexed namespaces)
+from tests.milvus_server import milvus_server  # noqa: F401 (fixture: Milvus Lite served on 127.0.0.1)
+from tests.postgres import postgres, postgres_url, registry_url  # noqa: F401 (fixtures: a PostgreSQL server)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_EVAL = REPO.parent / "shared" / "eval"

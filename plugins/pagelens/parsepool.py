@@ -11,8 +11,10 @@ import resource
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
-from pagelens.errors import CorruptDocument, DecompressionBomb
+from pagelens import tracing
+from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError
 from pagelens.models import Page
 from pagelens.parse import extract_pages
 from pagelens.parsecache import cached_pages, store_pages
@@ -22,8 +24,33 @@ from pagelens.sources import SourceDocument
 SPLIT_MIN_PAGES = 24  # PDFs at least this long are parsed as page ranges on several workers
 
 
-def _limit_memory(max_bytes: int) -> None:
+Parsed = tuple[list[Page], list[dict[str, Any]], DocumentError | None]  # pages, worker spans, the refusal
+
+
+def _init_worker(max_bytes: int, traced: bool) -> None:
+    """Cap the worker's address space; record its spans for the parent when the run is traced."""
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    if traced:
+        tracing.collect_worker_spans()
+
+
+def _parse(path: Path, settings: Settings, page_range: tuple[int, int] | None, doc_id: str,
+           carrier: dict[str, str]) -> Parsed:
+    """In a worker: parse under the parent's span; the spans (and a refusal) travel back with the pages."""
+    with tracing.remote_parent(carrier):
+        try:
+            pages = extract_pages(path, settings, page_range, doc_id)
+        except DocumentError as exc:
+            return [], tracing.take_worker_spans(), exc
+    return pages, tracing.take_worker_spans(), None
+
+
+def _unpack(parsed: Parsed) -> list[Page]:
+    pages, spans, error = parsed
+    tracing.export_worker_spans(spans)
+    if error is not None:
+        raise error
+    return pages
 
 
 def _page_count(path: Path) -> int:
@@ -52,9 +79,10 @@ class ParsePool:
     def __init__(self, docs: list[SourceDocument], settings: Settings) -> None:
         self.settings = settings
         self.workers = max(1, settings.parse_workers)
+        self.carrier = tracing.context_carrier()  # the pages' spans nest under the span open now
         self.executor = self._executor(self.workers)
         self.jobs: dict[str, tuple[SourceDocument, list[tuple[int, int] | None]]] = {}
-        self.futures: dict[str, list[Future[list[Page]]]] = {}
+        self.futures: dict[str, list[Future[Parsed]]] = {}
         self.cached: dict[str, list[Page]] = {}
         for doc in docs:
             pages = cached_pages(doc.content_sha256, settings)
@@ -72,18 +100,19 @@ class ParsePool:
     def _executor(self, workers: int) -> ProcessPoolExecutor:
         # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_limit_memory, initargs=(self.settings.parse_memory_mb << 20,))
+                                   initializer=_init_worker,
+                                   initargs=(self.settings.parse_memory_mb << 20, tracing.tracing_enabled()))
 
     def _submit(self, executor: ProcessPoolExecutor, doc: SourceDocument,
-                page_range: tuple[int, int] | None) -> Future[list[Page]]:
-        return executor.submit(extract_pages, Path(doc.path), self.settings, page_range)
+                page_range: tuple[int, int] | None) -> Future[Parsed]:
+        return executor.submit(_parse, Path(doc.path), self.settings, page_range, doc.doc_id, self.carrier)
 
     def pages(self, doc: SourceDocument) -> list[Page]:
         """The parsed pages (cached for the next run), or the DocumentError that quarantines the file."""
         if doc.doc_id in self.cached:
             return self.cached[doc.doc_id]
         try:
-            pages = [page for future in self.futures[doc.doc_id] for page in future.result()]
+            pages = [page for future in self.futures[doc.doc_id] for page in _unpack(future.result())]
         except MemoryError as exc:
             raise self._too_big() from exc
         except BrokenProcessPool:
@@ -104,7 +133,7 @@ class ParsePool:
         """Retry the document whose parse broke the pool alone: if it breaks that one too, it is the culprit."""
         with self._executor(1) as alone:
             try:
-                return self._submit(alone, doc, None).result()
+                return _unpack(self._submit(alone, doc, None).result())
             except BrokenProcessPool as exc:
                 raise CorruptDocument("the parser process crashed on this file (native fault or killed)") from exc
             except MemoryError as exc:

@@ -7,7 +7,6 @@ Milvus cluster; only `PAGELENS_MILVUS_URI` differs.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ _LOADED: set[tuple[str, str]] = set()  # (uri, alias) loaded for search in this 
 
 
 @functools.lru_cache(maxsize=8)
-def _client(uri: str, token: str) -> Any:
+def _client(uri: str, token: str, timeout: float) -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
@@ -38,14 +37,30 @@ def _client(uri: str, token: str) -> Any:
         # (AllocTimestamp while waiting for an index); pymilvus falls back, so the trace is noise.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
-        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        return MilvusClient(uri=uri, token=token, timeout=timeout)
     except MilvusException as exc:
-        raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
+        if uri.startswith(("http://", "https://", "tcp://")):
+            raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
+        raise StoreUnavailable(  # a Lite file is locked by the one process that opened it
+            f"cannot open the Milvus Lite file {uri} ({exc.message}): another process probably has it open. For "
+            "several processes run `pagelens store serve` and export the PAGELENS_MILVUS_URI it prints in each") from exc
+
+
+def milvus_client(settings: Settings) -> Any:
+    """The process's shared client for the configured Milvus (for collections outside a namespace's index)."""
+    return _client(settings.milvus_uri, settings.milvus_token, settings.milvus_timeout_s)
+
+
+FILTER_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
 
 
 def quote(value: str) -> str:
-    """A string literal for a Milvus filter expression."""
-    return json.dumps(value)
+    r"""A string literal for a Milvus filter expression.
+
+    Milvus's parser knows only the escapes \\ \" \n \r \t (a JSON-style \u00dc is a syntax error) and takes
+    every other character, non-ASCII and control characters included, as it is.
+    """
+    return '"' + value.translate(FILTER_ESCAPES) + '"'
 
 
 NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
@@ -75,7 +90,7 @@ class VectorStore:
             settings.ensure_dirs()
         self.settings = settings
         self.namespace = validate_namespace(namespace)
-        self.client = _client(settings.milvus_uri, settings.milvus_token)
+        self.client = _client(settings.milvus_uri, settings.milvus_token, settings.milvus_timeout_s)
         self.alias = f"{settings.collection}__{namespace}"
         self.target = generation or self.alias  # what reads and writes address
 
@@ -202,6 +217,11 @@ class VectorStore:
     def count(self, doc_id: str | None = None) -> int:
         rows = self.client.query(self.target, filter=self._where(doc_id), output_fields=["count(*)"])
         return int(rows[0]["count(*)"])
+
+    def model_version(self) -> str | None:
+        """The model version of one stored chunk (a generation is built with one), None while empty."""
+        rows = self.client.query(self.target, filter=self._where(), output_fields=["model_version"], limit=1)
+        return str(rows[0]["model_version"]) if rows else None
 
     def delete_ids(self, ids: set[str]) -> None:
         self.client.delete(self.target, ids=sorted(ids))

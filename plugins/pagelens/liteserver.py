@@ -1,0 +1,86 @@
+"""Milvus Lite as a server on 127.0.0.1, so several processes (Airflow tasks, the query API, the CLI) share one store.
+
+A Lite file is locked by the one process that opens it; a second process fails. `milvus-lite server` opens it
+once and serves the Milvus API; every process then connects with `PAGELENS_MILVUS_URI=http://127.0.0.1:<port>`.
+It binds 127.0.0.1 only (its own default is every interface, without authentication).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pagelens.errors import StoreUnavailable
+from pagelens.settings import Settings
+
+DEFAULT_PORT = 19530
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0  # the server drains requests for up to 5 s on SIGINT, then closes its data
+
+
+def server_uri(port: int) -> str:
+    return f"http://{HOST}:{port}"
+
+
+def lite_data_dir(settings: Settings) -> Path:
+    """The Lite data the settings point at (what `pagelens store serve` serves)."""
+    if not settings.is_lite:
+        raise ValueError(f"PAGELENS_MILVUS_URI is already a server ({settings.milvus_uri}); unset it to serve the "
+                         f"embedded store under {settings.data_dir}")
+    return Path(settings.milvus_uri).resolve()
+
+
+def start(data_dir: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start `milvus-lite server` on the data dir in the background; its output goes to `log` (else inherited)."""
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", HOST,
+               "--port", str(port)]
+    output = open(log, "ab") if log else None  # the child writes to its own copy of the descriptor
+    try:
+        # its own session: a Ctrl-C reaches only us, and stop() then sends the one SIGINT it shuts down on
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT if output else None,
+                                start_new_session=True)
+    finally:
+        if output:
+            output.close()
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = READY_TIMEOUT_S,
+               log: Path | None = None) -> str:
+    """Wait until the server accepts connections; returns its URI. Raises StoreUnavailable if it exits or stalls."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise StoreUnavailable(f"milvus-lite server exited with code {process.returncode} before serving"
+                                   f"{_tail(log)} (port {port} taken? data dir locked by another process?)")
+        try:
+            socket.create_connection((HOST, port), timeout=1.0).close()
+            return server_uri(port)
+        except OSError:
+            time.sleep(0.1)
+    stop(process)
+    raise StoreUnavailable(f"milvus-lite server did not listen on {HOST}:{port} within {timeout:.0f} s{_tail(log)}")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> None:
+    """Stop like Ctrl-C (the server then closes its data cleanly); kill it if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+
+
+def _tail(log: Path | None, lines: int = 5) -> str:
+    if not log or not log.exists():
+        return ""
+    text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+    return ": " + " | ".join(text) if text else ""

@@ -1,0 +1,73 @@
+"""Several processes on one store: a Lite file admits one process, `pagelens store serve` admits them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pagelens.retrieve import retrieve
+from pagelens.settings import Settings
+from pagelens.store import VectorStore
+from tests.postgres import free_port
+
+pytestmark = pytest.mark.integration
+PAGELENS = [sys.executable, "-m", "pagelens.cli"]
+
+
+def _env(data_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PAGELENS_DATA_DIR": str(data_dir), "PAGELENS_PARSE_WORKERS": "1", **extra}
+
+
+def test_a_cli_run_and_this_process_share_the_served_store(milvus_server, sample_docs, tmp_path) -> None:
+    ingesting = subprocess.Popen([*PAGELENS, "ingest", str(sample_docs), "--namespace", "shared", "--json"],
+                                 env=_env(tmp_path / "cli", PAGELENS_MILVUS_URI=milvus_server),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    settings = Settings(data_dir=tmp_path / "here", milvus_uri=milvus_server)
+    VectorStore(settings, "mine").ensure_collection()  # this process writes to the server while the other ingests
+    out, err = ingesting.communicate(timeout=300)
+    assert ingesting.returncode == 0, err[-2000:]
+    assert '"indexed": 2' in out.splitlines()[-1]
+
+    hits = retrieve("What is the calibration interval of the robot arm?", "shared", settings)
+    assert (hits[0].doc_id, hits[0].page) == ("acme_annual_report.pdf", 4)
+    assert VectorStore(settings, "mine").count() == 0
+
+
+def test_a_lite_file_open_in_one_process_fails_in_another_with_the_serve_hint(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    VectorStore(settings, "ns").ensure_collection()  # this process now holds the Lite file's lock
+    (tmp_path / "inbox").mkdir()
+    second = subprocess.run([*PAGELENS, "ingest", str(tmp_path / "inbox"), "--namespace", "ns"], env=_env(settings.data_dir),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 2
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot open the Milvus Lite file") and "`pagelens store serve`" in last
+    _release_lite(settings)
+
+
+def test_store_serve_prints_the_uri_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
+    data, port = tmp_path / "data", free_port()
+    serve = subprocess.Popen([*PAGELENS, "store", "serve", "--port", str(port)], env=_env(data),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = [serve.stdout.readline() for _ in range(3)]  # the server's own start line comes first
+        assert f"  export PAGELENS_MILVUS_URI=http://127.0.0.1:{port}\n" in lines
+        served = Settings(data_dir=tmp_path / "client", milvus_uri=f"http://127.0.0.1:{port}")
+        VectorStore(served, "ns").ensure_collection()
+    finally:
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=30) == 0
+    embedded = Settings(data_dir=data)  # what the server wrote is in the Lite file once it stopped
+    assert VectorStore(embedded, "ns").exists()
+    _release_lite(embedded)
+
+
+def _release_lite(settings: Settings) -> None:
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(settings.milvus_uri)
