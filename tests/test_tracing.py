@@ -61,6 +61,7 @@ def test_ingest_emits_a_span_per_stage_nested_in_one_trace(spans, sample_docs, t
         docs = {s.attributes["doc"] for s in finished if s.name == stage}
         assert docs == {"acme_annual_report.pdf", "warehouse_inspection_scan.png"}, stage
         assert all(_ancestors(s, by_id)[-1] is root for s in finished if s.name == stage)
+        assert all("index_batch" in {a.name for a in _ancestors(s, by_id)} for s in finished if s.name == stage)
 
 
 def _ancestors(span_: object, by_id: dict[int, object]) -> list[object]:

@@ -112,7 +112,8 @@ def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str
             on_document(report)
 
     settings.ensure_dirs()
-    with tempfile.TemporaryDirectory(prefix="fetch-", dir=settings.data_dir) as workdir:
+    with (span("index_batch", namespace=namespace, documents=len(docs), generation=generation),
+          tempfile.TemporaryDirectory(prefix="fetch-", dir=settings.data_dir) as workdir):
         fetched, sources = [], {}
         for doc in docs:
             if doc.location not in sources:
