@@ -18,16 +18,20 @@ QUESTION ?= What is the calibration interval of the robot arm?
 
 setup: system-deps $(VENV)/.installed
 
-# Debian packages: Tesseract for OCR, poppler-utils for the off-the-shelf baseline in bench/.
+# Debian packages: Tesseract for OCR, poppler-utils for the off-the-shelf baseline in bench/, the PostgreSQL
+# server that the registry tests start on a free port (they run initdb/pg_ctl themselves), and a C++ toolchain:
+# llama-cpp-python (the local LLM server of the answer tests) builds from source; Chromium and its driver for
+# the browser-page test (tests/test_ui_browser.py).
+SYSTEM_PACKAGES := tesseract-ocr poppler-utils postgresql g++ cmake chromium chromium-driver
 system-deps:
-	@if ! command -v tesseract >/dev/null || ! command -v pdftotext >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr poppler-utils >/dev/null; \
-	  else echo "Install Tesseract and poppler: sudo apt-get install tesseract-ocr poppler-utils" >&2; exit 1; fi; fi
+	@if ! command -v tesseract >/dev/null || ! command -v pdftotext >/dev/null || ! command -v g++ >/dev/null || ! command -v cmake >/dev/null || ! command -v chromedriver >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "Install the system packages: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; fi
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
+	CMAKE_ARGS="-DGGML_NATIVE=off" $(BIN)/pip install -q -r requirements-dev.txt  # portable llama.cpp build (pip caches the wheel)
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pagelens.errors import RegistrySchemaError, StoreUnavailable
 from pagelens.models import DocumentReport
 from pagelens.settings import get_settings
+from pagelens.sources import SourceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         return int(args.run(args) or 0)
-    except (FileNotFoundError, ValueError, LookupError) as exc:
+    except (FileNotFoundError, ValueError, LookupError, RegistrySchemaError, StoreUnavailable, SourceError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 
@@ -50,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="default")
     p.set_defaults(run=_documents)
 
+    p = sub.add_parser("generations", help="a namespace's index generations (the live one marked *)")
+    p.add_argument("--namespace", default="default")
+    p.set_defaults(run=_generations)
+
+    p = sub.add_parser("rollback", help="point a namespace's index back at the generation before the live one")
+    p.add_argument("--namespace", required=True)
+    p.set_defaults(run=_rollback)
+
+    p = sub.add_parser("drift", help="compare today's encoders with the drift baseline (taken on first use)")
+    p.add_argument("--rebaseline", action="store_true", help="take a new baseline (after a deliberate model upgrade)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_drift)
+
     p = sub.add_parser("eval", help="retrieval/answer quality on a page-labelled question file")
     p.add_argument("questions", type=Path)
     p.add_argument("--docs", action="append", required=True, help="folder of the documents (repeatable)")
@@ -57,6 +72,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
+
+    db = sub.add_parser("db", help="the registry database").add_subparsers(required=True, metavar="ACTION")
+    p = db.add_parser("upgrade", help="migrate the registry schema to this version (a deploy step on PostgreSQL)")
+    p.set_defaults(run=_db_upgrade)
+
+    store = sub.add_parser("store", help="the vector store").add_subparsers(required=True, metavar="ACTION")
+    p = store.add_parser("serve", help="serve the embedded Milvus Lite data on 127.0.0.1 for several processes")
+    p.add_argument("--port", type=int, default=19530)
+    p.set_defaults(run=_store_serve)
+
+    p = sub.add_parser("serve", help="run the HTTP query API in this process (threaded; a Lite file works)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(run=_serve)
+
+    token = sub.add_parser("token", help="bearer tokens of the query API").add_subparsers(required=True, metavar="ACTION")
+    p = token.add_parser("create", help="issue a token for namespaces; prints it as the last line (shown only once)")
+    p.add_argument("--namespace", action="append", required=True, help="a namespace it may read (repeatable)")
+    p.add_argument("--label", default="", help="who or what the token is for")
+    p.set_defaults(run=_token_create)
+    p = token.add_parser("revoke", help="revoke a token at once")
+    p.add_argument("token")
+    p.set_defaults(run=_token_revoke)
     return parser
 
 
@@ -68,8 +106,10 @@ def _progress(total: int, desc: str) -> Any:
 
 def _run_ingest(paths: list[str], namespace: str) -> tuple[list[DocumentReport], float]:
     from pagelens.ingest import ingest
+    from pagelens.tracing import configure_tracing, flush_tracing
 
     settings, bar = get_settings(), None
+    configure_tracing(settings)  # PAGELENS_OTEL_EXPORTER; "none" by default
     start = time.perf_counter()
 
     def on_plan(plan: Any) -> None:
@@ -81,6 +121,7 @@ def _run_ingest(paths: list[str], namespace: str) -> tuple[list[DocumentReport],
         bar.update(1)
 
     reports = ingest(paths, namespace, settings, on_document=on_document, on_plan=on_plan)
+    flush_tracing()
     if bar is not None:
         bar.close()
     return reports, time.perf_counter() - start
@@ -114,6 +155,45 @@ def _documents(args: argparse.Namespace) -> int:
     _print_reports([DocumentReport(doc=r.doc_id, status=r.status, reason=r.reason, pages=r.pages, ocr_pages=r.ocr_pages,
                                    tables=r.tables, figures=r.figures, chunks=r.chunks, seconds=r.seconds) for r in rows])
     return 0
+
+
+def _generations(args: argparse.Namespace) -> int:
+    from pagelens.reindex import list_generations
+
+    print(f"  {'generation':40} {'rows':>8}  recorded at its swap")
+    for g in list_generations(args.namespace, get_settings()):
+        recorded = " ".join(f"{k}={v}" for k, v in sorted(g.figures.items()) if k != "gold_sha256")
+        print(f"{'*' if g.live else ' '} {g.name:40} {g.rows:8}  {recorded}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from pagelens.reindex import rollback
+
+    previous, live = rollback(args.namespace, get_settings())
+    print(f"{args.namespace}: {live} is live again (was {previous})")
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from pagelens.drift import EmbeddingDrift, check_drift
+
+    try:
+        result = check_drift(get_settings(), rebaseline=args.rebaseline)
+    except EmbeddingDrift as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        result, code = exc.result, 1
+    else:
+        code = 0
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return code
+    if result.baseline_created:
+        print(f"baseline taken with {result.model_version}")
+    for e in result.encoders:
+        print(f"{e.encoder:10} median {e.median:.4f} min {e.minimum:.4f} over {e.probes} probes "
+              f"(threshold {result.threshold}); histogram {dict(zip(e.bin_edges, e.histogram, strict=False))}")
+    return code
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -169,6 +249,60 @@ def _print_eval(results: dict[str, dict[str, Any]]) -> None:
     for mode, res in results.items():
         for name, row in [("all", res), *res["by_modality"].items()]:
             print(f"{mode:8} {name:8} {row['n']:3} " + " ".join(f"{row[m]:10.3f}" for m in METRICS))
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from pagelens.migrations import upgrade
+    from pagelens.registry import make_engine
+
+    engine = make_engine(get_settings().registry_url)
+    before, after = upgrade(engine)
+    print(f"registry {engine.url.render_as_string(hide_password=True)}: schema {before or '(empty)'} -> {after}")
+    engine.dispose()
+    return 0
+
+
+def _store_serve(args: argparse.Namespace) -> int:
+    from pagelens import liteserver
+
+    data_dir = liteserver.lite_data_dir(get_settings())
+    process = liteserver.start(data_dir, args.port)
+    try:
+        uri = liteserver.wait_ready(process, args.port)
+        print(f"Milvus Lite serves {data_dir} on {uri} (Ctrl-C stops it). In every process that uses it:\n"
+              f"  export PAGELENS_MILVUS_URI={uri}", flush=True)
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        liteserver.stop(process)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from query_api import create_app
+
+    settings = get_settings()
+    auth = "bearer tokens required" if settings.api_auth else "auth OFF: every namespace is readable"
+    sys.stderr.write(f"pagelens API on http://{args.host}:{args.port} ({auth}; Milvus {settings.milvus_uri})\n")
+    create_app(settings).run(host=args.host, port=args.port, threaded=True, use_reloader=False)
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from pagelens.tokens import create_token
+
+    token = create_token(get_settings(), args.namespace, args.label)
+    sys.stderr.write(f"token for {', '.join(sorted(set(args.namespace)))} (store it now: only its hash is kept)\n")
+    print(token)
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from pagelens.tokens import revoke_token
+
+    revoke_token(get_settings(), args.token)
+    print("revoked")
+    return 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".pagelens")
     milvus_uri: str = ""  # a Milvus Lite file (default: <data_dir>/milvus.db) or http://host:19530
     milvus_token: str = ""
+    milvus_timeout_s: float = 10.0  # connecting to a Milvus server gives up after this (StoreUnavailable)
     registry_url: str = ""  # SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)
     collection: str = "pagelens"  # the alias searches go through; generations are <collection>_v<N>
     num_shards: int = 4
@@ -85,8 +86,14 @@ class Settings(BaseSettings):
     encoder_secret: str = "pagelens-env"  # Secret whose keys become the pod's environment (never inlined)
     manifest_bucket: str = ""  # where batch manifests for encoder pods are written (S3, via aws_conn_id)
     manifest_prefix: str = "pagelens/manifests"
+    encoder_startup_timeout_s: int = 900  # pending allowed to an encoder pod: the autoscaler may have to add a GPU node
 
     # --- nightly reindex and drift ---
+    reindex_schedule: str = "0 2 * * *"  # cron of every pagelens_reindex__<namespace> DAG (read when DAG files are parsed)
+    reindex_max_recall_drop: float = 0.02  # the rebuild swaps in only if its gold recall@5 is at most this much lower
+    keep_generations: int = 2  # generations kept per namespace after a swap: the live one and the previous (rollback)
+    drift_schedule: str = "@weekly"  # pagelens_drift (read when DAG files are parsed)
+    drift_min_median: float = 0.85  # median cosine of probe embeddings vs the baseline below which drift is reported
 
     # --- observability ---
     otel_exporter: Literal["none", "console", "otlp"] = "none"  # where ingestion spans go; none costs nothing
