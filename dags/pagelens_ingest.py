@@ -1,11 +1,31 @@
-"""Index a document source into one pagelens namespace, hourly.
+"""Index the configured document sources into their pagelens namespaces, hourly.
 
-`plan` diffs the source against the registry, `index_batch` (one mapped task per batch; later the GPU
-encoder pod) parses, embeds and upserts, `finish` retires documents that left the source and flushes
-Milvus. Unchanged documents are skipped, so a re-run is cheap and idempotent; a document that cannot be
-read is quarantined with its reason instead of failing the run.
+**What a run covers.** Scheduled runs (and manual runs with no params) ingest every namespace configured in
+`PAGELENS_NAMESPACES` (`{"<namespace>": {"sources": ["s3://bucket/prefix", "sharepoint://…", "/folder"]}}`),
+each namespace from all its sources into its own index. With nothing configured they ingest the embedded
+inbox `<data_dir>/inbox` into `default`, if that folder exists. Manual runs narrow it with params:
 
-Params: `namespace` (tenant / collection partition) and `source` (a local folder or file).
+- `namespace` alone: that configured namespace only;
+- `namespace` and `source`: a one-off run of that one source (a folder, `s3://…`, `sharepoint://…`) into that
+  namespace, which need not be configured. A run retires only documents of the sources it lists, so a one-off
+  source's documents stay until a one-off run of the same source no longer finds them; scheduled runs leave
+  them alone.
+
+**Steps.** `plan` lists each namespace's sources and diffs them against the registry by version marker
+(etag), so an unchanged corpus costs a listing and one registry query per namespace; it cuts the changed
+documents into batches, each carrying its namespace. A namespace whose source cannot be listed is skipped
+so the others still land; `finish` then fails the run and names it (if none can be listed, `plan` fails
+and retries). `index_batch` (one mapped task per batch) fetches,
+parses, embeds and upserts a batch; a document that cannot be read is quarantined with its reason instead
+of failing the run. `finish` retires documents that left their source, flushes each namespace's index and
+only then saves delta cursors (a failed run re-reads the same changes), and logs counts per namespace and
+for the run. Every step is idempotent: a retry or re-run converges.
+
+**Where the encode step runs** (`PAGELENS_EXECUTION`, read when this file is parsed): `local` runs
+`index_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
+(`python -m pagelens.encode_batch --manifest s3://…`), the batch handed over as a manifest that `plan`
+writes to `s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` (expire them with a
+bucket lifecycle rule). Both call the same `pagelens.ingest.index_batch`.
 """
 
 from __future__ import annotations
@@ -16,21 +36,12 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from pagelens.settings import Settings  # light (pydantic only)
+
 BATCH_SIZE = 8  # documents per mapped task: amortises model loading, bounds what a retry redoes
-STATUSES = ("indexed", "skipped", "quarantined", "deleted")
+MAX_PARALLEL_BATCHES = 16
 log = logging.getLogger("pagelens.dags.ingest")  # DagBag imports this file under a mangled module name
-
-
-def _default_source() -> str:
-    from pagelens.settings import Settings  # light (pydantic only); keeps the default in one place
-
-    return str(Settings().data_dir / "inbox")
-
-
-def _embedded_store() -> bool:
-    from pagelens.settings import Settings
-
-    return Settings().is_lite
+SETTINGS = Settings()  # parse time: the execution mode and the pod spec come from here
 
 
 @dag(
@@ -41,47 +52,57 @@ def _embedded_store() -> bool:
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
                   "max_retry_delay": timedelta(minutes=15)},
-    params={"namespace": Param("default", type="string"), "source": Param(_default_source(), type="string")},
+    params={
+        "namespace": Param("", type="string", description="empty: every configured namespace"),
+        "source": Param("", type="string", description="a one-off source for `namespace`; empty: its configured ones"),
+    },
     tags=["pagelens", "ingest"],
 )
 def pagelens_ingest() -> None:
     @task
-    def plan(namespace: str, source: str, ti: Any = None) -> list[list[dict[str, str]]]:
-        from pagelens.ingest import batches, list_sources, plan_ingest
-        from pagelens.settings import Settings
+    def plan(namespace: str, source: str, ti: Any = None) -> list[Any]:
+        from pagelens.ingest_run import plan_run, run_targets
 
         settings = Settings()
-        result = plan_ingest(list_sources([source], namespace, settings), namespace, settings)
-        # Airflow maps only over a return value, so the batches are it and the rest travels as named XComs.
-        ti.xcom_push(key="skipped", value=[r.to_dict() for r in result.skipped])
-        ti.xcom_push(key="gone", value=result.gone)
-        ti.xcom_push(key="cursors", value=result.cursors)
-        return batches(result.to_index, BATCH_SIZE)
+        run = plan_run(run_targets(namespace, source, settings), settings, BATCH_SIZE)
+        # Airflow maps only over a return value, so the batches are it and the rest travels as a named XCom.
+        ti.xcom_push(key="namespaces", value=run.namespaces_dict())
+        if SETTINGS.execution == "kubernetes":  # the pods get their batch by reference
+            from pagelens.manifest import write_manifests
+
+            return write_manifests(run.manifests, settings, ti.dag_id, ti.run_id)
+        return [m.to_dict() for m in run.manifests.values()]
 
     # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
-    @task(max_active_tis_per_dagrun=1 if _embedded_store() else 16)
-    def index_batch(batch: list[dict[str, str]], namespace: str) -> list[dict[str, Any]]:
-        from pagelens import ingest
-        from pagelens.settings import Settings
+    @task(max_active_tis_per_dagrun=1 if SETTINGS.is_lite else MAX_PARALLEL_BATCHES)
+    def index_batch(manifest: dict[str, Any]) -> dict[str, Any]:
+        from pagelens.encode_batch import index_manifest
+        from pagelens.manifest import BatchManifest
 
-        return [r.to_dict() for r in ingest.index_batch(batch, namespace, Settings())]
+        return index_manifest(BatchManifest.from_dict(manifest, where="the batch"), Settings())
 
     @task(trigger_rule="none_failed")  # zero batches leaves index_batch skipped; finish must still run
-    def finish(indexed: list[list[dict[str, Any]]], skipped: list[dict[str, Any]], gone: list[str],
-               cursors: dict[str, str], namespace: str) -> dict[str, Any]:
-        from pagelens.ingest import finish_ingest
-        from pagelens.settings import Settings
+    def finish(indexed: list[dict[str, Any]], namespaces: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
 
-        deleted = [r.to_dict() for r in finish_ingest(namespace, Settings(), gone, cursors)]
-        documents = [r for batch in indexed for r in batch] + list(skipped) + deleted
-        counts = {s: sum(r["status"] == s for r in documents) for s in STATUSES}
-        log.info("Ingest into %s: %s indexed, %s skipped, %s quarantined, %s deleted", namespace, *counts.values())
-        return {**counts, "documents": documents}
+        from pagelens.ingest_run import NamespacesNotListed, finish_run
 
-    namespace, source = "{{ params.namespace }}", "{{ params.source }}"
-    planned = plan(namespace, source)
-    indexed = index_batch.partial(namespace=namespace).expand(batch=planned)
-    finish(indexed, planned["skipped"], planned["gone"], planned["cursors"], namespace)
+        try:
+            return finish_run(indexed, namespaces, Settings())
+        except NamespacesNotListed as exc:  # the rest has landed; the next run lists them again, not a retry
+            raise AirflowFailException(str(exc)) from exc
+
+    planned = plan("{{ params.namespace }}", "{{ params.source }}")
+    if SETTINGS.execution == "kubernetes":
+        from pagelens.airflow.operators.encoder import EncoderPodOperator, check_pod_settings, encoder_pod_arguments
+
+        check_pod_settings(SETTINGS)
+        indexed = EncoderPodOperator.partial(
+            task_id="index_batch", max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES, **encoder_pod_arguments(SETTINGS),
+        ).expand(manifest=planned).output
+    else:
+        indexed = index_batch.expand(manifest=planned)
+    finish(indexed, planned["namespaces"])
 
 
 pagelens_ingest()

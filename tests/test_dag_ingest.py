@@ -1,4 +1,5 @@
-"""The ingest DAG run for real with `dag.test()`: samples land in Milvus and the registry, re-runs are idempotent.
+"""The ingest DAG run for real with `dag.test()`: samples land in Milvus and the registry, re-runs are idempotent,
+and scheduled runs fill every configured namespace from its own sources into its own index.
 
 Everything runs in this process against a throwaway Airflow home (SQLite metadata DB) and a fresh pagelens
 data dir, with the real MiniLM and Tesseract.
@@ -6,6 +7,7 @@ data dir, with the real MiniLM and Tesseract.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.airflow_env import airflow_home, load_dags, release_milvus_lite, run_dag
+from tests.tiny_pdf import tiny_pdf
+
 if TYPE_CHECKING:
     from pagelens.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-DAGS_DIR = Path(__file__).resolve().parents[1] / "dags"
 NS = "acme"
 GOOD = ("acme_annual_report.pdf", "warehouse_inspection_scan.png")
+ZERO = {"indexed": 0, "skipped": 0, "quarantined": 0, "deleted": 0}
 
 
 @dataclass
@@ -28,70 +33,29 @@ class Env:
     dag: Any  # airflow.sdk.DAG, imported only once the fixture has pointed airflow at its temp home
     settings: Settings
     source: Path
-
-
-def _configure_airflow(migrate: bool) -> None:
-    """Re-read the metadata DB URL and dags folder from the environment: airflow may already be imported."""
-    from airflow import settings
-
-    settings.dispose_orm()
-    settings.configure_vars()
-    settings.configure_orm()
-    if migrate:
-        from airflow.utils import db
-
-        db.upgradedb()  # what `airflow db migrate` runs; on an empty SQLite file it creates the schema
+    root: Path
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     home, data, source = (tmp_path_factory.mktemp(n) for n in ("airflow_home", "pagelens_data", "inbox"))
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PAGELENS_DATA_DIR": str(data),  # unique per module: the core caches Milvus clients by URI
-        }.items():
-            mp.setenv(name, value)
-        _configure_airflow(migrate=True)
-
-        from airflow.dag_processing.dagbag import DagBag
-
+    # PAGELENS_DATA_DIR unique per module: the core caches Milvus clients by URI
+    with airflow_home(home, {"PAGELENS_DATA_DIR": str(data)}):
         from pagelens.samples import write_samples
         from pagelens.settings import Settings
 
         write_samples(source)
         (source / "broken.pdf").write_bytes(b"")
-        dag = DagBag(dag_folder=DAGS_DIR).dags["pagelens_ingest"]
-        for task in dag.tasks:
-            task.retries = 0  # a failure should fail the test now, not after minutes of backoff
-        yield Env(dag=dag, settings=Settings(), source=source)
-    _configure_airflow(migrate=False)  # back to what the session had
-    _release_milvus_lite(data)
+        yield Env(dag=load_dags()["pagelens_ingest"], settings=Settings(), source=source,
+                  root=tmp_path_factory.mktemp("namespaces"))
+    release_milvus_lite(data)
 
 
-def _release_milvus_lite(data: Path) -> None:
-    """Stop this module's embedded Milvus now (its data dir is unique); otherwise it lives until process exit."""
-    from milvus_lite.server_manager import server_manager_instance
-
-    server_manager_instance.release_server(str(data / "milvus.db"))
-
-
-def run(env: Env, namespace: str = NS, source: Path | None = None) -> tuple[dict[str, str], dict[str, Any]]:
-    """One DAG run; returns the task states ("task" or "task[i]") and finish's summary."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    dagrun = env.dag.test(run_conf={"namespace": namespace, "source": str(source or env.source)})
-    states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): ti.state
-              for ti in dagrun.get_task_instances()}
-    assert dagrun.state == "success", states
-    with create_session() as session:
-        xcom = session.scalars(XComModel.get_many(run_id=dagrun.run_id, key="return_value", task_ids="finish",
-                                                  dag_ids=dagrun.dag_id)).one()
-        return states, XComModel.deserialize_value(xcom)
+def run(env: Env, conf: dict[str, str] | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """One DAG run (by default a one-off run of the sample folder into NS); task states and finish's summary."""
+    result = run_dag(env.dag, {"namespace": NS, "source": str(env.source)} if conf is None else conf)
+    assert result.state == "success", result.tasks
+    return result.tasks, result.xcom("finish")
 
 
 def records(env: Env, namespace: str = NS) -> dict[str, Any]:
@@ -100,10 +64,10 @@ def records(env: Env, namespace: str = NS) -> dict[str, Any]:
     return {r.doc_id: r for r in Registry(env.settings.registry_url).documents(namespace)}
 
 
-def store(env: Env) -> Any:
+def store(env: Env, namespace: str = NS) -> Any:
     from pagelens.store import VectorStore
 
-    return VectorStore(env.settings, NS)
+    return VectorStore(env.settings, namespace)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +79,7 @@ def test_first_run_indexes_good_documents_and_quarantines_broken(env: Env, first
     states, summary = first
     assert states == {"plan": "success", "index_batch[0]": "success", "finish": "success"}
     assert (summary["indexed"], summary["quarantined"], summary["skipped"], summary["deleted"]) == (2, 1, 0, 0)
+    assert summary["namespaces"] == {NS: {"indexed": 2, "skipped": 0, "quarantined": 1, "deleted": 0}}
     rows = records(env)
     assert {d: rows[d].status for d in rows} == {GOOD[0]: "indexed", GOOD[1]: "indexed", "broken.pdf": "quarantined"}
     assert "0 bytes" in rows["broken.pdf"].reason
@@ -138,9 +103,9 @@ def test_only_the_run_namespace_has_rows(env: Env, first) -> None:
 
 
 def test_empty_source_skips_indexing_and_still_finishes(env: Env, first, tmp_path: Path) -> None:
-    states, summary = run(env, namespace="empty", source=tmp_path)
+    states, summary = run(env, {"namespace": "empty", "source": str(tmp_path)})
     assert states == {"plan": "success", "index_batch": "skipped", "finish": "success"}
-    assert summary == {"indexed": 0, "skipped": 0, "quarantined": 0, "deleted": 0, "documents": []}
+    assert summary == {**ZERO, "namespaces": {"empty": ZERO}, "documents": []}
     assert records(env, "empty") == {}
 
 
@@ -161,3 +126,34 @@ def test_rerun_is_idempotent_and_removed_files_are_retired(env: Env, first) -> N
     assert store(env).count(GOOD[1]) == 0
     assert records(env)[GOOD[1]].status == "deleted"
     assert store(env).count(GOOD[0]) == after[GOOD[0]].chunks
+
+
+def test_scheduled_run_fills_each_configured_namespace_from_its_own_sources(
+        env: Env, first, monkeypatch: pytest.MonkeyPatch) -> None:
+    folders = {"legal": env.root / "legal", "sales": env.root / "sales"}
+    topics = {"legal": "The indemnity clause caps liability at two million euros",
+              "sales": "Quarterly sales of the gripper rose by thirty percent in Europe"}
+    for namespace, folder in folders.items():
+        folder.mkdir()
+        for number in range(9):  # two batches of up to 8 documents per namespace
+            (folder / f"{namespace}-{number}.pdf").write_bytes(tiny_pdf(f"{topics[namespace]}. Note {number}."))
+    monkeypatch.setenv("PAGELENS_NAMESPACES", json.dumps({ns: {"sources": [str(f)]} for ns, f in folders.items()}))
+
+    # What the hourly schedule runs: the params' defaults (given explicitly: in-process `dag.test()` runs keep
+    # the previous run's conf in the DAG's Param objects).
+    states, summary = run(env, {"namespace": "", "source": ""})
+    assert states == {"plan": "success", "finish": "success", **{f"index_batch[{i}]": "success" for i in range(4)}}
+    assert summary["namespaces"] == {"legal": {**ZERO, "indexed": 9}, "sales": {**ZERO, "indexed": 9}}
+    for namespace, other in (("legal", "sales"), ("sales", "legal")):
+        assert set(records(env, namespace)) == {f"{namespace}-{n}.pdf" for n in range(9)}
+        texts = [r["text"] for r in store(env, namespace).client.query(
+            store(env, namespace).alias, filter="", output_fields=["text"], limit=100)]
+        assert texts and all(topics[namespace].split()[1] in t for t in texts)
+        assert not any(topics[other].split()[1] in t for t in texts)
+    assert set(records(env, NS)) == {*GOOD, "broken.pdf"}  # the one-off source's namespace is left alone
+
+    (folders["sales"] / "sales-0.pdf").unlink()
+    states, summary = run(env, {"namespace": "sales", "source": ""})  # a manual run of one configured namespace
+    assert states == {"plan": "success", "index_batch": "skipped", "finish": "success"}
+    assert summary["namespaces"] == {"sales": {**ZERO, "skipped": 8, "deleted": 1}}
+    assert store(env, "sales").count("sales-0.pdf") == 0 and store(env, "legal").count() > 0

@@ -1,0 +1,107 @@
+"""The encode step of one batch: `index_manifest` (local task and pod alike) and the GPU pod's entrypoint.
+
+    python -m pagelens.encode_batch --manifest s3://bucket/key.json | file:///path.json [--reports PATH]
+
+Reads the manifest (S3 through the Airflow connection `PAGELENS_AWS_CONN_ID`, or a local file), runs
+`pagelens.ingest.index_batch` on it and writes the per-document reports as JSON to `--reports`; by default
+to `/airflow/xcom/return.json` when that folder exists (the KubernetesPodOperator's XCom sidecar volume),
+so the DAG's `finish` gets them exactly as from the local task. A document that cannot be read is
+quarantined and does not fail the batch. Exit codes: 0 done; 2 the manifest is missing or invalid, or the
+pod's models differ from the planner's (a retry will not help); 1 anything else (Milvus, the registry or
+a source unreachable: Airflow's retries apply). A failure ends with one line `encode_batch failed: <reason>`
+on stderr, also written to the container's termination log, which Airflow shows with the task's error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from pagelens.embed import model_version
+from pagelens.errors import RegistrySchemaError, StoreUnavailable
+from pagelens.ingest import index_batch
+from pagelens.manifest import BatchManifest, InvalidManifest, ManifestUnavailable, read_manifest
+from pagelens.settings import Settings
+from pagelens.sources import SourceError
+from pagelens.tracing import configure_tracing, flush_tracing
+
+log = logging.getLogger("pagelens.encode_batch")
+XCOM_RETURN = Path("/airflow/xcom/return.json")  # read back by the KubernetesPodOperator's sidecar
+TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes shows it as the container's termination message
+RETRIABLE = (ManifestUnavailable, SourceError, StoreUnavailable, RegistrySchemaError, OSError)
+
+
+class ModelMismatch(InvalidManifest):
+    """The encoder would index with other models than the plan assumed: every later run would re-index all."""
+
+
+def index_manifest(manifest: BatchManifest, settings: Settings) -> dict[str, Any]:
+    """Index one batch; the result is what the DAG's `finish` counts (the same from the task and the pod)."""
+    if manifest.model_version and manifest.model_version != (ours := model_version(settings)):
+        raise ModelMismatch(f"this encoder indexes with {ours} but the batch was planned for {manifest.model_version}: "
+                            "give encoder pods the same PAGELENS_TEXT_MODEL/PAGELENS_CLIP_MODEL as the Airflow workers")
+    reports = index_batch(manifest.documents, manifest.namespace, settings, generation=manifest.generation)
+    return {"namespace": manifest.namespace, "generation": manifest.generation,
+            "documents": [r.to_dict() for r in reports]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("pdfminer", "httpx", "transformers", "botocore", "airflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings = Settings()
+    configure_tracing(settings)
+    try:
+        manifest = read_manifest(args.manifest, settings)
+        log.info("Batch %s: %d documents into namespace %s%s", args.manifest, len(manifest.documents),
+                 manifest.namespace, f" (generation {manifest.generation})" if manifest.generation else "")
+        result = index_manifest(manifest, settings)
+        _write_reports(result, args.reports)
+    except InvalidManifest as exc:
+        return _fail(f"bad manifest {args.manifest}: {exc}", 2, args.termination_log)
+    except RETRIABLE as exc:
+        return _fail(str(exc), 1, args.termination_log)
+    except Exception as exc:  # the process boundary: a bug still ends with its one-line reason, after the traceback
+        log.exception("Unexpected failure")
+        return _fail(f"{type(exc).__name__}: {exc}", 1, args.termination_log)
+    finally:
+        flush_tracing()
+    counts = {s: sum(r["status"] == s for r in result["documents"]) for s in ("indexed", "skipped", "quarantined", "deleted")}
+    log.info("Batch done: %s indexed, %s skipped, %s quarantined, %s deleted", *counts.values())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pagelens.encode_batch", description="Index one batch manifest.")
+    parser.add_argument("--manifest", required=True, help="s3://bucket/key.json, file:///path.json or a path")
+    parser.add_argument("--reports", type=Path, default=None,
+                        help=f"where the reports JSON goes (default: {XCOM_RETURN} when its folder exists)")
+    parser.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)
+    return parser
+
+
+def _write_reports(result: dict[str, Any], target: Path | None) -> None:
+    if target is None:
+        if not XCOM_RETURN.parent.is_dir():
+            log.info("No XCom volume at %s: reports not written", XCOM_RETURN.parent)
+            return
+        target = XCOM_RETURN
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result), encoding="utf-8")
+
+
+def _fail(reason: str, code: int, termination_log: Path) -> int:
+    line = f"encode_batch failed: {' '.join(reason.split())}"
+    if termination_log.is_file():  # only where Kubernetes created it: never litter /dev locally
+        termination_log.write_text(line, encoding="utf-8")
+    sys.stderr.write(line + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Batch manifests: the documents one encode step indexes, passed by value (local task) or by S3 key (GPU pod).
+
+In Kubernetes mode the plan task writes each batch's manifest to
+`s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` and the encoder pod is given only
+that URI, so neither document lists nor credentials travel in the pod spec. Manifests are not deleted: a
+cleared task re-reads its batch; expire them with a bucket lifecycle rule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pagelens.sources import SourceDocument
+from pagelens.store import InvalidNamespace, validate_namespace
+
+if TYPE_CHECKING:
+    from pagelens.settings import Settings
+
+
+class InvalidManifest(ValueError):
+    """A manifest that is missing or does not describe a batch: re-running the encoder will not help."""
+
+
+class ManifestUnavailable(RuntimeError):
+    """The manifest store refused or could not be reached; worth a retry or a fix of the connection."""
+
+
+@dataclass
+class BatchManifest:
+    namespace: str
+    documents: list[dict[str, str]]  # `SourceDocument.to_dict()` of each document, as the plan listed it
+    generation: str | None = None  # a named collection generation (a rebuild); None: the namespace's live index
+    model_version: str = ""  # the planner's models; an encoder with other models refuses the batch ("": no check)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "the manifest") -> BatchManifest:
+        """Validate what a manifest file or XCom holds; `InvalidManifest` says what is wrong with it."""
+        if not isinstance(data, dict) or not {"namespace", "documents"} <= data.keys():
+            raise InvalidManifest(f"{where} is not a JSON object with 'namespace' and 'documents'")
+        try:
+            namespace = validate_namespace(data["namespace"] if isinstance(data["namespace"], str) else "")
+        except InvalidNamespace as exc:
+            raise InvalidManifest(f"{where}: {exc}") from exc
+        documents, generation = data["documents"], data.get("generation")
+        if not isinstance(documents, list) or not all(isinstance(d, dict) for d in documents):
+            raise InvalidManifest(f"{where}: 'documents' must be a list of objects")
+        try:
+            documents = [SourceDocument(**d).to_dict() for d in documents]
+        except TypeError as exc:
+            raise InvalidManifest(f"{where}: a document is not a listed source document ({exc})") from exc
+        if generation is not None and not isinstance(generation, str):
+            raise InvalidManifest(f"{where}: 'generation' must be a collection name or null")
+        return cls(namespace, documents, generation, str(data.get("model_version") or ""))
+
+
+def manifest_uri(settings: Settings, dag_id: str, run_id: str, batch: str) -> str:
+    parts = (settings.manifest_prefix, dag_id, run_id, f"{batch}.json")
+    return f"s3://{settings.manifest_bucket}/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def write_manifests(manifests: dict[str, BatchManifest], settings: Settings, dag_id: str, run_id: str) -> list[str]:
+    """Write each batch (name -> manifest) to S3 through the Airflow connection `aws_conn_id`; returns the URIs."""
+    if not manifests:
+        return []
+    if not settings.manifest_bucket:
+        raise ManifestUnavailable("PAGELENS_MANIFEST_BUCKET is empty: encoder pods read their batches from S3; "
+                                  "name a bucket the Airflow workers can write and the pods can read")
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    hook, uris = S3Hook(aws_conn_id=settings.aws_conn_id), []
+    for batch, manifest in manifests.items():
+        uri = manifest_uri(settings, dag_id, run_id, batch)
+        bucket, key = S3Hook.parse_s3_url(uri)
+        with _s3_errors(uri, settings, reading=False):
+            hook.load_string(json.dumps(manifest.to_dict()), key=key, bucket_name=bucket, replace=True)
+        uris.append(uri)
+    return uris
+
+
+def read_manifest(uri: str, settings: Settings) -> BatchManifest:
+    """The manifest at `s3://bucket/key` (read with the connection `aws_conn_id`), `file:///path` or a path."""
+    if uri.startswith("s3://"):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        bucket, key = S3Hook.parse_s3_url(uri)
+        with _s3_errors(uri, settings):
+            text = S3Hook(aws_conn_id=settings.aws_conn_id).read_key(key, bucket)
+    elif "://" in uri and not uri.startswith("file://"):
+        raise InvalidManifest(f"unsupported manifest URI {uri!r}: use s3://bucket/key.json or file:///path.json")
+    else:
+        path = Path(uri.removeprefix("file://"))
+        if not path.is_file():
+            raise InvalidManifest(f"no manifest file at {path}")
+        text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidManifest(f"{uri} is not JSON ({exc})") from exc
+    return BatchManifest.from_dict(data, where=uri)
+
+
+@contextmanager
+def _s3_errors(uri: str, settings: Settings, reading: bool = True) -> Iterator[None]:
+    """Turn botocore failures into manifest errors: a manifest missing when read is final, the rest retriable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from pagelens.sources.s3 import MISSING_CODES
+
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if reading and (code in MISSING_CODES or code == "NoSuchBucket"):
+            raise InvalidManifest(f"no manifest at {uri} ({code}): the plan task writes it; re-run the plan") from exc
+        raise ManifestUnavailable(f"S3 refused {uri} ({code}): check the permissions of Airflow connection "
+                                  f"{settings.aws_conn_id!r}") from exc
+    except BotoCoreError as exc:
+        raise ManifestUnavailable(f"S3 is unreachable for {uri}: {exc}; check the endpoint and credentials of "
+                                  f"Airflow connection {settings.aws_conn_id!r}") from exc
