@@ -104,3 +104,13 @@ def test_bad_files_are_quarantined_while_the_batch_lands(shared_eval, sample_doc
         assert status[name][0] == "quarantined" and ":" in status[name][1], name
     assert status["acme_annual_report.pdf"][0] == status["warehouse_inspection_scan.png"][0] == "indexed"
     assert report["quarantined"] == 10 and report["indexed"] == 2
+
+
+def test_a_file_deleted_after_listing_is_reported_while_the_batch_lands(inbox, settings) -> None:
+    from pagelens.ingest import index_batch, list_sources, plan_ingest
+
+    plan = plan_ingest(list_sources([str(inbox)], "acme", settings), "acme", settings)
+    (inbox / "warehouse_inspection_scan.png").unlink()
+    reports = {r.doc: r for r in index_batch(plan.to_index, "acme", settings)}
+    assert reports["warehouse_inspection_scan.png"].status == "deleted"
+    assert reports["acme_annual_report.pdf"].status == "indexed"

@@ -172,7 +172,8 @@ def model_version(settings: Settings) -> str:
     from pagelens.chunk import CHUNK_VERSION
     from pagelens.parse import PARSE_VERSION
 
-    vision = settings.clip_model.rstrip("/").rsplit("/", 1)[-1] if image_encoder(settings) else "off"
+    # From the setting alone: a planner (an Airflow worker) must not load CLIP just to name it.
+    vision = settings.clip_model.rstrip("/").rsplit("/", 1)[-1] if settings.clip_model else "off"
     return f"{TEXT_MODEL_NAME}+clip:{vision}+parse{PARSE_VERSION}+chunk{CHUNK_VERSION}"
 
 

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from pagelens.sources import Listing, SourceDocument, SourceError
+from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError
 
 
 def file_sha256(path: Path) -> str:
@@ -41,4 +41,7 @@ class LocalSource:
 
     def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
         path = Path(doc.path)
-        return replace(doc, path=str(path), content_sha256=file_sha256(path))
+        try:
+            return replace(doc, path=str(path), content_sha256=file_sha256(path))
+        except FileNotFoundError as exc:
+            raise DocumentVanished(f"{path} was deleted after it was listed") from exc
