@@ -114,3 +114,14 @@ def test_a_file_deleted_after_listing_is_reported_while_the_batch_lands(inbox, s
     reports = {r.doc: r for r in index_batch(plan.to_index, "acme", settings)}
     assert reports["warehouse_inspection_scan.png"].status == "deleted"
     assert reports["acme_annual_report.pdf"].status == "indexed"
+
+
+def test_two_sources_listing_the_same_name_keep_the_first(inbox, tmp_path, settings) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(inbox / "warehouse_inspection_scan.png", other / "acme_annual_report.pdf")
+    reports = ingest([str(inbox), str(other)], "acme", settings)
+    dup = [r for r in reports if r.reason.startswith("duplicate:")]
+    assert [r.doc for r in dup] == ["acme_annual_report.pdf"] and str(inbox.resolve()) in dup[0].reason
+    row = Registry(settings.registry_url).get("acme", "acme_annual_report.pdf")
+    assert row.pages == 4 and row.location == str(inbox.resolve())

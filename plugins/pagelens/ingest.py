@@ -58,11 +58,15 @@ def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> 
     """
     version = model_version(settings)
     rows = {r.doc_id: r for r in Registry(settings.registry_url).documents(namespace)}
-    plan = Plan()
+    plan, claimed = Plan(), {}  # doc id -> the location that listed it first
     for listing in listings:
         for doc in listing.documents:
             row = rows.get(doc.doc_id)
-            if row is not None and row.unchanged(doc.etag, version):
+            first = claimed.setdefault(doc.doc_id, listing.location)
+            if first != listing.location:  # two sources of one namespace name a file alike: keep the first
+                plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason=(
+                    f"duplicate: {first} already lists this name; rename one or use separate namespaces")))
+            elif row is not None and row.unchanged(doc.etag, version):
                 plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason="unchanged"))
             else:
                 plan.to_index.append(doc)
