@@ -121,5 +121,5 @@ def store_checks(settings: Settings) -> dict[str, dict[str, Any]]:
 def _collection_problem(store: VectorStore) -> str:
     if not store.exists():
         return f"'{store.namespace}' has indexed documents in the registry but no collection in Milvus"
-    state = str(store.client.get_load_state(store.target).get("state", ""))
+    state = store.load_state()
     return "" if "Loaded" in state else f"'{store.namespace}' is not loaded ({state or 'unknown state'})"

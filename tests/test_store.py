@@ -111,3 +111,11 @@ def test_concat_vector_is_the_seed_baseline() -> None:
     assert len(joined) == IMAGE_DIM + TEXT_DIM
     assert all(v == 0 for v in joined[:IMAGE_DIM])
     assert abs(sum(v * v for v in joined) - 1) < 1e-6
+
+
+def test_document_names_with_quotes_and_accents_round_trip(store) -> None:
+    name = 'Übersicht "Q3" \\ 2026.pdf'
+    _write(store, [_chunk("a", name, 1, 0, "quarterly overview")])
+    assert store.count(name) == 1 and store.chunk_ids_of(name)
+    store.delete_document(name)
+    assert store.count(name) == 0

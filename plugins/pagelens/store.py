@@ -113,11 +113,17 @@ class VectorStore:
         if not self.client.has_collection(self.target):
             raise IndexMissing(f"namespace '{self.namespace}' has no index at {self.settings.milvus_uri}: "
                                f"run `pagelens ingest … --namespace {self.namespace}` first")
-        state = str(self.client.get_load_state(self.target).get("state", ""))
-        if "Loaded" not in state:
+        if not self.is_loaded():
             kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
             self.client.load_collection(self.target, **kwargs)
         _LOADED.add(key)
+
+    def load_state(self) -> str:
+        """Milvus's word for it: Loaded, Loading, NotLoad."""
+        return str(self.client.get_load_state(self.target).get("state", ""))
+
+    def is_loaded(self) -> bool:
+        return "Loaded" in self.load_state()
 
     def generations(self) -> list[str]:
         """This namespace's generations, oldest first."""
