@@ -29,6 +29,7 @@ def configure_airflow(migrate: bool) -> None:
 @contextmanager
 def airflow_home(home: Path, env: dict[str, str]) -> Iterator[pytest.MonkeyPatch]:
     """A fresh metadata DB under `home` with `env` set (PAGELENS_* read when DAG files are parsed and tasks run)."""
+    home.mkdir(parents=True, exist_ok=True)  # Airflow creates its home only when first imported
     with pytest.MonkeyPatch.context() as mp:
         for name, value in {
             "AIRFLOW_HOME": str(home),

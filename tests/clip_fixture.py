@@ -14,7 +14,7 @@ def write_tiny_clip(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     chars = list(bytes_to_unicode().values())
     vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)  # as real CLIP: texts truncate to 77 tokens
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(target)
     config = CLIPConfig(

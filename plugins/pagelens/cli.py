@@ -160,10 +160,10 @@ def _documents(args: argparse.Namespace) -> int:
 def _generations(args: argparse.Namespace) -> int:
     from pagelens.reindex import list_generations
 
-    print(f"  {'generation':40} {'rows':>8}  recorded at its swap")
+    print(f"  {'generation':40} {'rows':>8}  {'state':9} recorded")
     for g in list_generations(args.namespace, get_settings()):
-        recorded = " ".join(f"{k}={v}" for k, v in sorted(g.figures.items()) if k != "gold_sha256")
-        print(f"{'*' if g.live else ' '} {g.name:40} {g.rows:8}  {recorded}")
+        recorded = " ".join(f"{k}={v}" for k, v in sorted(g.facts.items()) if k not in ("state", "gold_sha256"))
+        print(f"{'*' if g.live else ' '} {g.name:40} {g.rows:8}  {g.facts.get('state', '-'):9} {recorded}")
     return 0
 
 

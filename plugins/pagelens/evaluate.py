@@ -76,10 +76,12 @@ def score_question(ranked: list[tuple[str, int]], gold: set[tuple[str, int]], k_
 
 
 def run_eval(questions: list[dict[str, Any]], namespace: str, settings: Settings, mode: str, k: int = 10,
-             on_question: Callable[[], None] | None = None) -> dict[str, Any]:
+             on_question: Callable[[], None] | None = None, generation: str | None = None) -> dict[str, Any]:
+    """Average scores over the questions; `generation` evaluates that collection generation, not the live one."""
     rows: list[tuple[str, dict[str, float]]] = []
     for q in questions:
-        hits = retrieve(q["question"], namespace, settings, mode=mode, limit=max(settings.candidates, 5 * k))
+        hits = retrieve(q["question"], namespace, settings, mode=mode, limit=max(settings.candidates, 5 * k),
+                        generation=generation)
         gold = {(q["doc"], int(p)) for p in q["pages"]}
         scores = score_question(distinct_pages(hits), gold, k)
         answer = extractive_answer(q["question"], hits, settings)

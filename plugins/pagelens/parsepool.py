@@ -6,8 +6,11 @@ Big PDFs are split into page ranges so that one 400-page manual also uses every 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import resource
+import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -32,6 +35,26 @@ def _init_worker(max_bytes: int, traced: bool) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
     if traced:
         tracing.collect_worker_spans()
+
+
+@contextlib.contextmanager
+def _parent_main_hidden() -> Iterator[None]:
+    """Start spawned workers without re-running the parent's main script or module, which spawn does by default.
+
+    Workers need only pagelens. Under the `airflow` console script (LocalExecutor task processes) or
+    `python -m airflow.sdk.execution_time.execute_workload` (KubernetesExecutor pods) re-running main imports
+    Airflow, whose ORM set-up fails in a task process (its metadata DB URL is blocked there): every worker
+    would die at start and every document be quarantined as a crash.
+    """
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in ("__spec__", "__file__") if name in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def _parse(path: Path, settings: Settings, page_range: tuple[int, int] | None, doc_id: str,
@@ -105,7 +128,8 @@ class ParsePool:
 
     def _submit(self, executor: ProcessPoolExecutor, doc: SourceDocument,
                 page_range: tuple[int, int] | None) -> Future[Parsed]:
-        return executor.submit(_parse, Path(doc.path), self.settings, page_range, doc.doc_id, self.carrier)
+        with _parent_main_hidden():  # submit() starts the workers (spawn starts them on demand)
+            return executor.submit(_parse, Path(doc.path), self.settings, page_range, doc.doc_id, self.carrier)
 
     def pages(self, doc: SourceDocument) -> list[Page]:
         """The parsed pages (cached for the next run), or the DocumentError that quarantines the file."""

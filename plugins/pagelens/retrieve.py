@@ -35,13 +35,16 @@ def filter_expr(filters: dict[str, Any] | None) -> str:
 
 
 def retrieve(question: str, namespace: str, settings: Settings, mode: str | None = None, limit: int | None = None,
-             filters: dict[str, Any] | None = None) -> list[Hit]:
-    """Chunks ranked for the question, best first (several may come from the same page)."""
+             filters: dict[str, Any] | None = None, generation: str | None = None) -> list[Hit]:
+    """Chunks ranked for the question, best first (several may come from the same page).
+
+    `generation` searches that collection generation instead of the live one (a rebuild judged before its swap).
+    """
     mode = mode or settings.retrieval_mode
     if mode not in MODES:
         raise RetrievalError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     limit = limit or settings.candidates
-    store, expr = VectorStore(settings, namespace), filter_expr(filters)
+    store, expr = VectorStore(settings, namespace, generation), filter_expr(filters)
     if mode == "bm25":
         return store.search("sparse", question, limit, expr)
     query_vec = text_encoder(settings).encode([question])[0]

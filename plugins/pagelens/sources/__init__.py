@@ -36,7 +36,7 @@ class Listing:
 
     location: str
     documents: list[SourceDocument] = field(default_factory=list)  # new or possibly changed (all, if complete)
-    deleted: list[str] = field(default_factory=list)  # doc ids or source URIs reported removed (delta sources)
+    deleted: list[str] = field(default_factory=list)  # source URIs a delta source reports removed
     complete: bool = True  # True: a document of this location that is not listed is gone
     cursor: str = ""  # where the next run continues (a Graph delta link); saved once the run has landed
 

@@ -1,0 +1,112 @@
+"""Rebuild one pagelens namespace blue-green, nightly: `pagelens_reindex__<namespace>`, one DAG per namespace.
+
+`check` short-circuits when the live generation already holds the current model version and the sources
+have nothing the incremental ingest has not indexed (trigger with `{"force": true}` to rebuild anyway), and
+always while another run of this namespace is still building a candidate.
+`prepare` lists every document of the namespace's sources and creates a new collection generation beside
+the live one; `index_batch` (mapped) fills it; `swap` evaluates it and the live generation on the
+namespace's gold questions and points the alias at it only if recall@5 drops by at most
+`PAGELENS_REINDEX_MAX_RECALL_DROP`; the previous generation stays for `pagelens rollback`. A failed gate
+fails `swap` with both figures (also in its `gate` XCom) and leaves the live generation serving; `abandon`
+marks a candidate whose batches failed. Either candidate is kept for inspection until the next rebuild.
+
+One DAG per namespace (from `PAGELENS_NAMESPACES`), not one DAG with a namespace parameter: Airflow runs
+one backfill per DAG at a time, and a second backfill of the same dates with another conf would re-run
+the first one's runs with its conf.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, dag, task
+
+BATCH_SIZE = 8  # documents per mapped task, as in pagelens_ingest
+log = logging.getLogger("pagelens.dags.reindex")  # DagBag imports this file under a mangled module name
+
+
+def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
+    """The reindex DAG of one namespace; every task reads that namespace's config from settings at run time."""
+
+    @dag(
+        dag_id=f"pagelens_reindex__{namespace}",
+        schedule=schedule,
+        start_date=datetime(2025, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,  # two rebuilds of one namespace would drop each other's candidate
+        doc_md=__doc__,
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=2), "retry_exponential_backoff": 2.0,
+                      "max_retry_delay": timedelta(minutes=20)},
+        params={"force": Param(False, type="boolean", description="rebuild even if nothing changed")},
+        tags=["pagelens", "reindex", namespace],
+    )
+    def reindex() -> None:
+        @task.short_circuit
+        def check(params: dict[str, Any] | None = None) -> bool:
+            from pagelens.reindex import rebuild_decision
+            from pagelens.settings import Settings
+
+            rebuild, reason = rebuild_decision(namespace, Settings(), force=bool((params or {}).get("force")))
+            log.info("Rebuild %s: %s", namespace, reason)
+            return rebuild
+
+        @task
+        def prepare(ti: Any = None) -> list[list[dict[str, str]]]:
+            from pagelens.reindex import prepare_rebuild
+            from pagelens.settings import Settings
+
+            generation, planned = prepare_rebuild(namespace, Settings(), BATCH_SIZE)
+            ti.xcom_push(key="generation", value=generation)
+            return planned  # Airflow maps only over a return value
+
+        # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
+        @task(max_active_tis_per_dagrun=1 if embedded_store else 16)
+        def index_batch(batch: list[dict[str, str]], generation: str) -> list[dict[str, Any]]:
+            from pagelens import ingest
+            from pagelens.settings import Settings
+
+            return [r.to_dict() for r in ingest.index_batch(batch, namespace, Settings(), generation=generation)]
+
+        @task(trigger_rule="none_failed")  # zero documents leave index_batch skipped: the gate still decides
+        def swap(indexed: list[list[dict[str, Any]]], generation: str, ti: Any = None) -> dict[str, Any]:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pagelens.reindex import GateFailed, judge_and_swap
+            from pagelens.settings import Settings
+
+            try:
+                verdict = judge_and_swap(namespace, Settings(), generation, [r for batch in indexed for r in batch])
+            except GateFailed as exc:
+                ti.xcom_push(key="gate", value=exc.verdict.to_dict())  # both figures, in the UI's XCom tab
+                raise AirflowFailException(str(exc)) from exc  # a verdict, not a transient failure: no retry
+            return verdict.to_dict()
+
+        @task(trigger_rule="one_failed")  # a batch failed for good: the next run drops the candidate
+        def abandon(generation: str) -> None:
+            from pagelens.reindex import abandon_rebuild
+            from pagelens.settings import Settings
+
+            abandon_rebuild(namespace, Settings(), generation)
+
+        prepared = prepare()
+        indexed = index_batch.partial(generation=prepared["generation"]).expand(batch=prepared)
+        check() >> prepared
+        indexed >> abandon(prepared["generation"])
+        swap(indexed, prepared["generation"])
+
+    return reindex()
+
+
+def _configured() -> tuple[list[str], str, bool]:
+    from pagelens.settings import Settings  # light (pydantic only)
+    from pagelens.store import validate_namespace
+
+    settings = Settings()
+    return [validate_namespace(ns) for ns in settings.namespaces], settings.reindex_schedule, settings.is_lite
+
+
+_namespaces, _schedule, _embedded = _configured()
+for _namespace in _namespaces:
+    globals()[f"pagelens_reindex__{_namespace}"] = reindex_dag(_namespace, _schedule, _embedded)
