@@ -76,16 +76,22 @@ def score_question(ranked: list[tuple[str, int]], gold: set[tuple[str, int]], k_
 
 
 def run_eval(questions: list[dict[str, Any]], namespace: str, settings: Settings, mode: str, k: int = 10,
-             on_question: Callable[[], None] | None = None, generation: str | None = None) -> dict[str, Any]:
-    """Average scores over the questions; `generation` evaluates that collection generation, not the live one."""
+             on_question: Callable[[], None] | None = None, generation: str | None = None,
+             answers: bool = True) -> dict[str, Any]:
+    """Average scores over the questions; `generation` evaluates that collection generation, not the live one.
+
+    `answers=False` measures retrieval only (answer_hit stays 0): the reindex gate needs no answers.
+    """
     rows: list[tuple[str, dict[str, float]]] = []
     for q in questions:
         hits = retrieve(q["question"], namespace, settings, mode=mode, limit=max(settings.candidates, 5 * k),
                         generation=generation)
         gold = {(q["doc"], int(p)) for p in q["pages"]}
         scores = score_question(distinct_pages(hits), gold, k)
-        answer = extractive_answer(q["question"], hits, settings)
-        scores["answer_hit"] = float(answer_found(str(q.get("answer", "")), answer.text)) if q.get("answer") else 0.0
+        scores["answer_hit"] = 0.0
+        if answers and q.get("answer"):
+            answer = extractive_answer(q["question"], hits, settings)
+            scores["answer_hit"] = float(answer_found(str(q["answer"]), answer.text))
         rows.append((q.get("modality", "all"), scores))
         if on_question:
             on_question()

@@ -202,7 +202,7 @@ def judge(namespace: str, settings: Settings, generation: str) -> Verdict:
     questions = load_questions(Path(gold))
     verdict.questions = len(questions)
     verdict.new_recall = run_eval(questions, namespace, settings, settings.retrieval_mode,
-                                  generation=generation)[GATE_METRIC]
+                                  generation=generation, answers=False)[GATE_METRIC]
     verdict.live_recall = _live_recall(namespace, settings, live, questions, Path(gold)) if live else None
     if verdict.live_recall is None:
         verdict.reason = f"{GATE_METRIC} {verdict.new_recall:.3f} on {len(questions)} gold questions (no live generation)"
@@ -233,7 +233,8 @@ def _live_recall(namespace: str, settings: Settings, live: str, questions: list[
             return float(recorded["recall_at_5"])
         log.warning("Live %s was built with %s and has no recorded figure for this gold set: it is measured with "
                     "today's query encoders, which may understate it", live, held)
-    return float(run_eval(questions, namespace, settings, settings.retrieval_mode, generation=live)[GATE_METRIC])
+    return float(run_eval(questions, namespace, settings, settings.retrieval_mode, generation=live,
+                          answers=False)[GATE_METRIC])
 
 
 def _remember_figures(store: VectorStore, generation: str, verdict: Verdict, settings: Settings) -> None:
