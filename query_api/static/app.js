@@ -155,7 +155,8 @@ function citationButton(text, cited, className) {
 function pageImagePath(cited) {
   if (cited.image_url) return cited.image_url.replace(/^\//, "");
   const query = new URLSearchParams({ namespace: $("namespace").value.trim(), bbox: cited.bbox.join(",") });
-  return `v1/documents/${encodeURIComponent(cited.doc)}/pages/${cited.page}.png?${query}`;
+  const doc = cited.doc.split("/").map(encodeURIComponent).join("/");
+  return `v1/documents/${doc}/pages/${cited.page}.png?${query}`;
 }
 
 // <img src> cannot send the Authorization header: fetch the PNG and show it through a blob URL.
@@ -182,16 +183,6 @@ async function openPage(cited) {
   }
 }
 
-// Fill the namespace suggestions from the token's grants when the API lists them; a plain text field otherwise.
-async function suggestNamespaces() {
-  if (!$("token").value.trim()) return;
-  try {
-    const body = await (await apiFetch("v1/namespaces")).json();
-    const names = Array.isArray(body.namespaces) ? body.namespaces : [];
-    $("namespace-options").replaceChildren(...names.map((n) => Object.assign(document.createElement("option"), { value: n })));
-  } catch (_) { /* the endpoint is optional: keep the text field as it is */ }
-}
-
 function forgetToken() {
   sessionStorage.removeItem(TOKEN_KEY);
   $("token").value = "";
@@ -204,8 +195,6 @@ function init() {
   $("namespace").value = sessionStorage.getItem(NAMESPACE_KEY) || $("namespace").value;
   $("ask-form").addEventListener("submit", ask);
   $("forget").addEventListener("click", forgetToken);
-  $("token").addEventListener("change", suggestNamespaces);
-  suggestNamespaces();
   ($("token").value ? $("question") : $("token")).focus();
 }
 
