@@ -21,6 +21,7 @@ STOP = frozenset("a an and are as at be by did do does for from has have how in 
 NUMERIC_QUESTION = re.compile(r"\b(how (many|much|long|large|big|high|old|far)|what (percentage|share|number|"
                               r"year|date|amount|value|rate|cost|price)|when|which year)\b", re.I)
 MAX_SENTENCES = 3
+MAX_EMBEDDED = 12  # candidate sentences scored with MiniLM per answer
 EVIDENCE_CHUNKS = 5
 
 
@@ -41,22 +42,29 @@ def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Ans
         return Answer(text="No indexed passage answers this question.", citations=[], mode="extractive")
     q_terms = _terms(question)
     wants_number = bool(NUMERIC_QUESTION.search(question))
-    sentence_terms = [_terms(s) for s, _, _ in candidates]
+    candidates = list({sentence: (sentence, rank, hit) for sentence, rank, hit in reversed(candidates)}.values())[::-1]
+    sentence_terms = [_terms(s) for s, _, _ in candidates]  # (overlapping chunks repeat sentences: kept once)
     weights = _idf(q_terms, sentence_terms)
-    vectors = text_encoder(settings).encode([question] + [s for s, _, _ in candidates])
+    # Only the lexically likeliest sentences go through MiniLM: it is most of an answer's cost per query.
+    shortlist = sorted(range(len(candidates)), key=lambda i: -(_overlap(q_terms, sentence_terms[i], weights)
+                                                               + 0.15 / (1 + candidates[i][1])))[:MAX_EMBEDDED]
+    vectors = text_encoder(settings).encode([question] + [candidates[i][0] for i in shortlist])
     q_vec = vectors[0]
-    scored, seen = [], set()
-    for (sentence, rank, hit), terms, vec in zip(candidates, sentence_terms, vectors[1:], strict=True):
-        if sentence in seen:  # overlapping chunks repeat sentences
-            continue
-        seen.add(sentence)
-        support = _support(sentence, terms, q_terms, weights, vec, q_vec, wants_number)
+    scored = []
+    for i, vec in zip(shortlist, vectors[1:], strict=True):
+        sentence, rank, hit = candidates[i]
+        support = _support(sentence, sentence_terms[i], q_terms, weights, vec, q_vec, wants_number)
         scored.append((support + 0.15 / (1 + rank), sentence, hit))
     scored.sort(key=lambda x: -x[0])
     chosen = scored[:MAX_SENTENCES]
     text = " ".join(f"{sentence} {label(hit)}" for _, sentence, hit in chosen)
     return Answer(text=text, citations=[citation(hit, sentence) for _, sentence, hit in chosen], mode="extractive",
                   timings={"answer_s": round(time.perf_counter() - start, 4)})
+
+
+def _overlap(q_terms: set[str], terms: set[str], weights: dict[str, float]) -> float:
+    """Share of the question's (rarity-weighted) terms the sentence contains."""
+    return sum(weights[t] for t in q_terms & terms) / max(sum(weights.values()), 1e-9)
 
 
 def _idf(q_terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:
@@ -74,7 +82,7 @@ def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[st
     run-on fragments (table dumps, reference lists) cover many terms by sheer length and pay for it.
     """
     semantic = sum(a * b for a, b in zip(q_vec, vec, strict=True))
-    overlap = sum(weights[t] for t in q_terms & terms) / max(sum(weights.values()), 1e-9)
+    overlap = _overlap(q_terms, terms, weights)
     new_terms = terms - q_terms
     novelty = min(len(new_terms), 4) / 4
     has_new_number = any(any(c.isdigit() for c in t) for t in new_terms)
