@@ -2,7 +2,7 @@
 and scheduled runs fill every configured namespace from its own sources into its own index.
 
 Everything runs in this process against a throwaway Airflow home (SQLite metadata DB) and a fresh pagelens
-data dir, with the real MiniLM and Tesseract.
+data dir, with the real MiniLM and Tesseract; the pagelens registry is SQLite in one pass, PostgreSQL in the other.
 """
 
 from __future__ import annotations
@@ -36,16 +36,21 @@ class Env:
     root: Path
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """The whole module runs twice: the registry on the embedded SQLite default, then on PostgreSQL."""
     home, data, source = (tmp_path_factory.mktemp(n) for n in ("airflow_home", "pagelens_data", "inbox"))
-    # PAGELENS_DATA_DIR unique per module: the core caches Milvus clients by URI
-    with airflow_home(home, {"PAGELENS_DATA_DIR": str(data)}):
+    # PAGELENS_DATA_DIR unique per run: the core caches Milvus clients by URI
+    variables = {"PAGELENS_DATA_DIR": str(data)}
+    if request.param == "postgresql":
+        variables["PAGELENS_REGISTRY_URL"] = request.getfixturevalue("postgres").create_registry()
+    with airflow_home(home, variables):
         from pagelens.samples import write_samples
         from pagelens.settings import Settings
 
         write_samples(source)
         (source / "broken.pdf").write_bytes(b"")
+        assert Settings().registry_url.startswith(request.param)
         yield Env(dag=load_dags()["pagelens_ingest"], settings=Settings(), source=source,
                   root=tmp_path_factory.mktemp("namespaces"))
     release_milvus_lite(data)
