@@ -20,6 +20,7 @@ from pagelens.settings import Settings
 from pagelens.tokens import create_token
 from tests.api_fixtures import OPS_DOC
 from tests.llm_server import free_port
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -56,12 +57,7 @@ def running(command: list[str], env: dict[str, str], base_url: str, log: Path) -
             time.sleep(0.5)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process, timeout=20)
 
 
 def test_pagelens_serve_answers_over_http(sample_docs: Path, tmp_path: Path) -> None:

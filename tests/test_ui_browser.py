@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pagelens.settings import Settings
+from tests.processes import stop_process
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -88,12 +89,7 @@ def served_api(sample_docs: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         _wait_ready(base_url, server, log)
         yield base_url, token
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
+        stop_process(server, timeout=15)
 
 
 @pytest.fixture(scope="module")
