@@ -66,3 +66,24 @@ def test_a_namespace_that_cannot_be_listed_does_not_hold_up_the_others(tmp_path:
         finish_run([], run.namespaces_dict(), settings)
     with pytest.raises(SourceError, match="no source could be listed"):
         plan_run({"down": [str(tmp_path / "unmounted")]}, settings, batch_size=8)
+
+
+@pytest.mark.integration
+def test_a_configured_namespace_built_with_other_models_waits_for_its_rebuild(tmp_path: Path) -> None:
+    from pagelens.ingest import ingest
+    from tests.tiny_pdf import tiny_pdf
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(tiny_pdf("The boiler was serviced in March."))
+    settings = Settings(data_dir=tmp_path / "data", namespaces={"ops": NamespaceConfig(sources=[str(folder)])})
+    ingest(str(folder), "ops", settings)
+    (folder / "b.pdf").write_bytes(tiny_pdf("The chiller was replaced in May."))
+    assert plan_run({"ops": [str(folder)]}, settings, batch_size=8).manifests  # same models: b.pdf is planned
+
+    # The model version now names CLIP: the live generation holds vectors of other models.
+    upgraded = settings.model_copy(update={"clip_model": "clip-vit-b-32"})
+    held = plan_run({"ops": [str(folder)]}, upgraded, batch_size=8)
+    assert not held.manifests and held.namespaces["ops"].listed == 0
+    adhoc = plan_run({"adhoc": [str(folder)]}, upgraded, batch_size=8)  # unconfigured: re-embedded in place
+    assert adhoc.manifests

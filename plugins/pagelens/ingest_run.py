@@ -14,7 +14,7 @@ from pagelens.embed import model_version
 from pagelens.ingest import batches, finish_ingest, list_sources, plan_ingest
 from pagelens.manifest import BatchManifest
 from pagelens.sources import SourceError
-from pagelens.store import validate_namespace
+from pagelens.store import VectorStore, validate_namespace
 
 if TYPE_CHECKING:
     from pagelens.settings import Settings
@@ -89,6 +89,11 @@ def plan_run(targets: dict[str, list[str]], settings: Settings, batch_size: int)
     """
     run, version = RunPlan(), model_version(settings)
     for namespace, locations in targets.items():
+        if held := _awaiting_rebuild(namespace, version, settings):
+            log.warning("Plan %s: its live generation was built with %s, not %s; pagelens_reindex__%s rebuilds it "
+                        "with the new models, so this run leaves it alone", namespace, held, version, namespace)
+            run.namespaces[namespace] = NamespacePlan()
+            continue
         try:
             listings = list_sources(locations, namespace, settings)
         except SourceError as exc:
@@ -107,6 +112,20 @@ def plan_run(targets: dict[str, list[str]], settings: Settings, batch_size: int)
     if targets and all(p.error for p in run.namespaces.values()):
         raise SourceError("no source could be listed: " + "; ".join(p.error for p in run.namespaces.values()))
     return run
+
+
+def _awaiting_rebuild(namespace: str, version: str, settings: Settings) -> str | None:
+    """The models the live generation holds, when they are not today's and a reindex DAG will rebuild it.
+
+    Writing new-model vectors into an old-model generation would mix two embedding spaces in one index; a
+    configured namespace waits for its blue-green rebuild instead (a one-off or unconfigured namespace has no
+    reindex DAG, so it is re-embedded in place as the CLI does).
+    """
+    if namespace not in settings.namespaces:
+        return None
+    store = VectorStore(settings, namespace)
+    held = store.model_version() if store.exists() else None
+    return held if held and held != version else None
 
 
 def finish_run(indexed: Iterable[dict[str, Any]], namespaces: dict[str, dict[str, Any]],
