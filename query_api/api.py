@@ -7,12 +7,13 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
 
 from pagelens.answer import answer, citation
 from pagelens.errors import DocumentError, DocumentNotFound, PageImageError, PageOutOfRange
 from pagelens.models import Citation, Hit
 from pagelens.pageimage import document_path, hit_page_images, render_page_png
+from pagelens.registry import Registry
 from pagelens.retrieve import retrieve
 from pagelens.settings import Settings
 from pagelens.store import InvalidNamespace, VectorStore, validate_namespace
@@ -27,6 +28,13 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 @bp.before_request
 def _authenticate() -> None:
     require_token(_settings())
+
+
+@bp.get("/namespaces")
+def namespaces() -> Response:
+    """The namespaces this token may read that have indexed documents: what a client can offer to pick from."""
+    indexed = Registry(_settings().registry_url).indexed_namespaces()
+    return jsonify(namespaces=[ns for ns in indexed if g.grant is None or g.grant.allows(ns)])
 
 
 @bp.post("/search")

@@ -255,6 +255,13 @@ def test_unknown_routes_and_methods_answer_json(client: FlaskClient) -> None:
     assert response.json["error"]["code"] == "method_not_allowed"
 
 
+def test_namespaces_lists_what_the_token_may_read_and_is_indexed(client: FlaskClient, tokens: dict[str, str]) -> None:
+    listed = {name: client.get("/v1/namespaces", headers=bearer(token)).json["namespaces"]
+              for name, token in tokens.items()}
+    assert listed == {"finance": ["finance"], "ops": ["ops"], "both": ["finance", "ops"]}  # "empty" has no index
+    assert client.get("/v1/namespaces").status_code == 401
+
+
 def test_auth_off_serves_every_namespace_without_a_token(api_settings: Settings) -> None:
     client = create_app(api_settings.model_copy(update={"api_auth": False})).test_client()
     for namespace in ("finance", "ops"):

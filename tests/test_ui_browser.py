@@ -157,6 +157,10 @@ def test_answer_cites_pages_and_opens_the_highlighted_page(served_api: tuple[str
     assert browser.find_element(By.ID, "error").is_displayed() is False, browser.find_element(By.ID, "error").text
     assert "450 operating hours" in browser.find_element(By.ID, "answer-text").text
     assert browser.find_element(By.ID, "answer-mode").text == "extractive"
+    # the token's namespaces are offered to pick from (GET /v1/namespaces)
+    _wait_for(browser, "document.querySelectorAll('#namespaces option').length > 0", timeout=10)
+    offered = browser.execute_script("return [...document.querySelectorAll('#namespaces option')].map(o => o.value)")
+    assert offered == ["demo"]
     inline = browser.find_elements(By.CSS_SELECTOR, "#answer-text button.cite")
     assert inline and inline[0].text == "[Page 4]"
     citations = browser.find_elements(By.CSS_SELECTOR, "#citations button.citation")

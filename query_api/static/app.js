@@ -183,6 +183,15 @@ async function openPage(cited) {
   }
 }
 
+// Offer the namespaces the token may read (GET /v1/namespaces) as suggestions; what the user typed stays.
+async function loadNamespaces() {
+  if (!$("token").value.trim()) return;
+  try {
+    const names = (await (await apiFetch("v1/namespaces")).json()).namespaces;
+    $("namespaces").replaceChildren(...names.map((name) => Object.assign(document.createElement("option"), { value: name })));
+  } catch (_) { /* asking shows the error with its hint */ }
+}
+
 function forgetToken() {
   sessionStorage.removeItem(TOKEN_KEY);
   $("token").value = "";
@@ -195,6 +204,8 @@ function init() {
   $("namespace").value = sessionStorage.getItem(NAMESPACE_KEY) || $("namespace").value;
   $("ask-form").addEventListener("submit", ask);
   $("forget").addEventListener("click", forgetToken);
+  $("token").addEventListener("change", loadNamespaces);
+  loadNamespaces();
   ($("token").value ? $("question") : $("token")).focus();
 }
 
