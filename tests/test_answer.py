@@ -69,3 +69,50 @@ def test_the_prompt_holds_the_top_excerpts_labelled_and_trimmed(tmp_path) -> Non
     assert system["role"] == "system" and "only the labelled excerpts" in system["content"]
     assert [f"[Page {n}] (big.pdf):" in user["content"] for n in range(1, 8)] == [True] * 5 + [False] * 2
     assert "x" * 1500 in user["content"] and "x" * 1501 not in user["content"]
+
+
+def test_the_answer_is_the_sentence_that_answers_not_padding(tmp_path) -> None:
+    result = extractive_answer("How many people work at the Eindhoven plant?", HITS, Settings(data_dir=tmp_path))
+    assert "Q4" not in result.text and "Revenue" not in result.text  # no unrelated sentences
+    assert result.text.count("[Page 1]") == 1 and len(result.citations) == 1 and not result.abstained
+
+
+def test_a_number_question_leads_with_the_value(tmp_path) -> None:
+    result = extractive_answer("How many people work at the Eindhoven plant?", HITS, Settings(data_dir=tmp_path))
+    assert result.text.startswith("74 people:")
+
+
+def test_a_table_row_comes_with_its_column_headers(tmp_path) -> None:
+    result = extractive_answer("What was the total revenue in 2025?", HITS, Settings(data_dir=tmp_path))
+    assert "Total | 41.7 | 48.2 (columns: Revenue by region)" in result.text or "(columns: Region | 2024 | 2025)" \
+        in result.text, result.text
+
+
+def test_weak_evidence_gives_an_abstention_that_cites_nothing(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path, abstain_below=0.9)
+    result = extractive_answer("What colour is the CEO's car?", HITS, settings)
+    assert result.abstained and result.citations == [] and result.text == "The documents do not say."
+    assert not extractive_answer("How many people work at the Eindhoven plant?", HITS, settings).abstained
+
+
+def test_labels_name_the_document_once_several_are_cited() -> None:
+    two = [HITS[0], Hit(id="9", doc_id="other.pdf", page=2, kind="text", bbox=[0, 0, 1, 1], score=0.5, text="x")]
+    text, citations, removed = verify_citations("A [Page 2, other.pdf] and B [Page 2] and C [Page 2, r.pdf].", two)
+    assert text == "A [Page 2, other.pdf] and B [Page 2, r.pdf] and C [Page 2, r.pdf]."  # bare: the best-ranked
+    assert removed == 0 and [(c.doc, c.label) for c in citations] == [("other.pdf", "[Page 2, other.pdf]"),
+                                                                      ("r.pdf", "[Page 2, r.pdf]")]
+    _system, user = build_messages("q?", two, Settings())
+    assert "[Page 2, r.pdf] (r.pdf):" in user["content"] and "[Page 2, other.pdf] (other.pdf):" in user["content"]
+
+
+@pytest.mark.parametrize(("reply", "abstained"), [
+    ("The documents do not say how many people work there.", True),
+    ("The excerpts don't mention the CEO's car.", True),
+    ("There is no information about this in the documents.", True),
+    ("74 people work at the plant [Page 1].", False),
+    ("74 people work there [Page 1]. The report does not say when it opened.", False),
+])
+def test_a_model_that_says_the_excerpts_lack_the_answer_is_an_abstention(reply, abstained) -> None:
+    from pagelens.answer import says_documents_lack_answer
+
+    assert says_documents_lack_answer(reply) is abstained

@@ -42,3 +42,19 @@ def test_eval_namespace_depends_on_the_folders(tmp_path) -> None:
     assert eval_namespace([str(tmp_path / "a")]) != eval_namespace([str(tmp_path / "b")])
     assert eval_namespace([str(tmp_path / "a"), str(tmp_path / "b")]) == eval_namespace([str(tmp_path / "b"),
                                                                                           str(tmp_path / "a")])
+
+
+def test_bootstrap_interval_brackets_the_mean_and_narrows_with_more_questions() -> None:
+    from pagelens.evaluate import bootstrap_interval
+
+    small, large = bootstrap_interval([1.0, 0.0] * 10), bootstrap_interval([1.0, 0.0] * 200)
+    assert small[0] < 0.5 < small[1] and large[0] < 0.5 < large[1]
+    assert large[1] - large[0] < small[1] - small[0]
+    assert bootstrap_interval([1.0] * 30) == [1.0, 1.0]
+
+
+def test_unanswerable_questions_are_told_apart() -> None:
+    from pagelens.evaluate import is_answerable
+
+    assert is_answerable({"question": "q", "doc": "a.pdf", "pages": [2], "modality": "table"})
+    assert not is_answerable({"question": "q", "doc": "a.pdf", "pages": [], "modality": "unanswerable"})

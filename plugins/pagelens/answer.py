@@ -8,6 +8,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pagelens.embed import text_encoder
@@ -20,46 +21,136 @@ STOP = frozenset("a an and are as at be by did do does for from has have how in 
                  "to was were what when where which who whom why will with according many much".split())
 NUMERIC_QUESTION = re.compile(r"\b(how (many|much|long|large|big|high|old|far)|what (percentage|share|number|"
                               r"year|date|amount|value|rate|cost|price)|when|which year)\b", re.I)
-MAX_SENTENCES = 3
+SECOND_SENTENCE_MARGIN = 0.1  # a second sentence must score within this of the best
 MAX_EMBEDDED = 12  # candidate sentences scored with MiniLM per answer
 EVIDENCE_CHUNKS = 5
 
 
-def label(hit: Hit) -> str:
-    return f"[Figure {hit.page}]" if hit.kind == "figure" else f"[Page {hit.page}]"
+ABSTAIN_TEXT = "The documents do not say."
 
 
-def citation(hit: Hit, snippet: str) -> Citation:
-    return Citation(doc=hit.doc_id, page=hit.page, bbox=hit.bbox, label=label(hit), snippet=snippet[:300],
+def label(hit: Hit, with_doc: bool = False) -> str:
+    """`[Page N]` / `[Figure N]`; `[Page N, doc]` when the answer draws on several documents."""
+    kind = "Figure" if hit.kind == "figure" else "Page"
+    return f"[{kind} {hit.page}, {hit.doc_id}]" if with_doc else f"[{kind} {hit.page}]"
+
+
+def labels_for(hits: list[Hit]) -> dict[str, str]:
+    """Each hit's label (by hit id): plain while one document is cited, naming the document once several are."""
+    several = len({h.doc_id for h in hits}) > 1
+    return {h.id: label(h, with_doc=several) for h in hits}
+
+
+def citation(hit: Hit, snippet: str, cited_as: str | None = None) -> Citation:
+    return Citation(doc=hit.doc_id, page=hit.page, bbox=hit.bbox, label=cited_as or label(hit), snippet=snippet[:300],
                     score=round(hit.score, 4))
 
 
+def abstention() -> Answer:
+    return Answer(text=ABSTAIN_TEXT, citations=[], mode="extractive", abstained=True)
+
+
 def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
-    """The sentences of the top chunks that best support the question, each cited to its page."""
+    """The sentence (or table row) of the top chunks that best answers, cited to its page; an abstention when
+    no sentence supports the question well enough (`settings.abstain_below`).
+
+    A second sentence is added only when it scores nearly as well and brings question terms the first lacks.
+    """
     start = time.perf_counter()
-    candidates = [(s, rank, hit) for rank, hit in enumerate(hits[:EVIDENCE_CHUNKS]) for s in _sentences(hit.text)]
+    scored = rank_sentences(question, hits, settings)
+    if not scored or scored[0].score < settings.abstain_below:
+        result = abstention()
+        result.timings["answer_s"] = round(time.perf_counter() - start, 4)
+        return result
+    chosen = [scored[0]]
+    for other in scored[1:3]:
+        if other.score >= scored[0].score - SECOND_SENTENCE_MARGIN and other.terms - scored[0].terms & other.q_terms:
+            chosen.append(other)
+            break
+    labels = labels_for([c.hit for c in chosen])
+    parts, citations, cited = [], [], set()
+    for n, candidate in enumerate(chosen):
+        text = candidate.display
+        if n == 0 and candidate.wants_number and (value := lead_value(candidate.sentence, question)):
+            text = f"{value}: {text}"
+        tag = labels[candidate.hit.id]
+        next_tag = labels[chosen[n + 1].hit.id] if n + 1 < len(chosen) else None
+        parts.append(text if next_tag == tag else f"{text} {tag}")  # one label per run of the same page
+        if tag not in cited:
+            cited.add(tag)
+            citations.append(citation(candidate.hit, candidate.sentence, tag))
+    return Answer(text=" ".join(parts), citations=citations, mode="extractive",
+                  timings={"answer_s": round(time.perf_counter() - start, 4)})
+
+
+@dataclass
+class Scored:
+    """A candidate answer unit: a sentence or table row of an evidence chunk, with its support score."""
+
+    score: float
+    sentence: str
+    hit: Hit
+    terms: set[str]
+    q_terms: set[str]
+    wants_number: bool
+    header: str = ""  # the column headers when the unit is a table row
+
+    @property
+    def display(self) -> str:
+        return f"{self.sentence} (columns: {self.header})" if self.header else self.sentence
+
+
+def rank_sentences(question: str, hits: list[Hit], settings: Settings) -> list[Scored]:
+    """The evidence sentences scored for how well they answer the question, best first."""
+    candidates = [(s, rank, hit, header) for rank, hit in enumerate(hits[:EVIDENCE_CHUNKS])
+                  for s, header in _units(hit)]
     if not candidates:
-        return Answer(text="No indexed passage answers this question.", citations=[], mode="extractive")
+        return []
     q_terms = _terms(question)
     wants_number = bool(NUMERIC_QUESTION.search(question))
-    candidates = list({sentence: (sentence, rank, hit) for sentence, rank, hit in reversed(candidates)}.values())[::-1]
-    sentence_terms = [_terms(s) for s, _, _ in candidates]  # (overlapping chunks repeat sentences: kept once)
+    # Overlapping chunks repeat sentences: each is kept once, at its best rank.
+    candidates = list({c[0]: c for c in reversed(candidates)}.values())[::-1]
+    sentence_terms = [_terms(c[0]) for c in candidates]
     weights = _idf(q_terms, sentence_terms)
     # Only the lexically likeliest sentences go through MiniLM: it is most of an answer's cost per query.
     shortlist = sorted(range(len(candidates)), key=lambda i: -(_overlap(q_terms, sentence_terms[i], weights)
                                                                + 0.15 / (1 + candidates[i][1])))[:MAX_EMBEDDED]
     vectors = text_encoder(settings).encode([question] + [candidates[i][0] for i in shortlist])
-    q_vec = vectors[0]
     scored = []
     for i, vec in zip(shortlist, vectors[1:], strict=True):
-        sentence, rank, hit = candidates[i]
-        support = _support(sentence, sentence_terms[i], q_terms, weights, vec, q_vec, wants_number)
-        scored.append((support + 0.15 / (1 + rank), sentence, hit))
-    scored.sort(key=lambda x: -x[0])
-    chosen = scored[:MAX_SENTENCES]
-    text = " ".join(f"{sentence} {label(hit)}" for _, sentence, hit in chosen)
-    return Answer(text=text, citations=[citation(hit, sentence) for _, sentence, hit in chosen], mode="extractive",
-                  timings={"answer_s": round(time.perf_counter() - start, 4)})
+        sentence, rank, hit, header = candidates[i]
+        support = _support(sentence, sentence_terms[i], q_terms, weights, vec, vectors[0], wants_number)
+        scored.append(Scored(support + 0.15 / (1 + rank), sentence, hit, sentence_terms[i], q_terms, wants_number,
+                             header))
+    scored.sort(key=lambda c: -c.score)
+    return scored
+
+
+NUMBER = re.compile(r"(?<![\w.])[-+−]?[$€£]?\d[\d,.'`]*(?:\s?(?:%|per cent|percent))?(?![\w])")
+UNIT = re.compile(r"\s*([A-Za-z%][\w%/.-]{0,20})")
+
+
+def lead_value(sentence: str, question: str) -> str:
+    """The number (with the word after it as its unit) the sentence adds to the question, for a value-first answer.
+
+    The value nearest the question's terms wins when there are several; "" when the sentence adds no number.
+    """
+    asked = set(NUMBER.findall(question))
+    found = [m for m in NUMBER.finditer(sentence) if m.group(0).strip() not in asked]
+    if not found:
+        return ""
+    lowered, q_terms = sentence.lower(), [t for t in _terms(question) if not t[0].isdigit()]
+    anchors = [i for t in q_terms for i in [lowered.find(t)] if i >= 0]
+
+    def distance(m: re.Match[str]) -> int:
+        return min((abs(m.start() - a) for a in anchors), default=0)
+
+    best = min(found, key=distance)
+    value = best.group(0).strip().rstrip(".,")
+    unit = UNIT.match(sentence, best.end())
+    if unit and not value.endswith(("%", "cent")) and unit.group(1).lower() not in STOP:
+        value += " " + unit.group(1).rstrip(".,")
+    return value
 
 
 def _overlap(q_terms: set[str], terms: set[str], weights: dict[str, float]) -> float:
@@ -88,6 +179,15 @@ def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[st
     has_new_number = any(any(c.isdigit() for c in t) for t in new_terms)
     length_penalty = 0.2 * max(0, len(sentence.split()) - 40) / 40
     return semantic + overlap + 0.2 * novelty + (0.3 if wants_number and has_new_number else 0.0) - length_penalty
+
+
+def _units(hit: Hit) -> list[tuple[str, str]]:
+    """(sentence or row, column headers) of a chunk; a table chunk's first line is its header row."""
+    units = _sentences(hit.text)
+    if hit.kind != "table" or not hit.text.strip():
+        return [(u, "") for u in units]
+    header = " ".join(hit.text.strip().split("\n", 1)[0].split())
+    return [(u, "" if u == header or not _is_row(u) else header) for u in units]
 
 
 def _sentences(text: str) -> list[str]:
@@ -131,8 +231,9 @@ def _stem(word: str) -> str:
 
 SYSTEM_PROMPT = (
     "You answer questions about documents using only the labelled excerpts given, never outside knowledge. "
-    "Cite every claim with the excerpt's label exactly as written, e.g. [Page 4] or [Figure 2]. If the excerpts "
-    "do not contain the answer, say that the documents do not contain it. Be brief."
+    "Cite every claim with the excerpt's label exactly as written, e.g. [Page 4] or [Figure 2]. Lead with the "
+    "answer itself (for a number or a date, the value first) and be brief. If the excerpts do not contain the "
+    "answer, reply only that the documents do not say, and cite nothing."
 )
 VISION_NOTE = (
     " Images of the excerpts' pages follow the question, the excerpt's region shaded; read tables and charts "
@@ -141,7 +242,7 @@ VISION_NOTE = (
 EXCERPT_CHARS = 1500
 # Anything bracketed that starts like a citation ("[Page 2]", "[page 2, 3]", "[Pages 2 and 4]", "[Fig. 3]"),
 # so no variant the model invents slips past the check.
-CITATION = re.compile(r"\[\s*(?:page|figure|fig\.?)s?\s*\d[^\[\]]{0,60}\]", re.I)
+CITATION = re.compile(r"\[\s*(?:page|figure|fig\.?)s?\s*\d[^\[\]]{0,300}\]", re.I)
 CITED_NUMBER = re.compile(r"(?:(page|figure|fig\.?)s?\s*)?(?<![\w.])(\d+)(?![\w.])", re.I)  # not "q3-2025.pdf"
 PageImages = Callable[[Hit], bytes | None]
 log = logging.getLogger(__name__)
@@ -178,7 +279,8 @@ def build_messages(question: str, hits: list[Hit], settings: Settings,
                    page_images: PageImages | None = None) -> list[dict[str, Any]]:
     """The chat messages for the endpoint: the rules, the labelled excerpts, the question, page images if vision."""
     evidence = hits[:EVIDENCE_CHUNKS]
-    excerpts = "\n\n".join(f"{label(h)} ({h.doc_id}):\n{h.text[:EXCERPT_CHARS]}" for h in evidence)
+    labels = labels_for(evidence)
+    excerpts = "\n\n".join(f"{labels[h.id]} ({h.doc_id}):\n{h.text[:EXCERPT_CHARS]}" for h in evidence)
     prompt = f"Excerpts:\n{excerpts}\n\nQuestion: {question}"
     images = page_image_parts(evidence, page_images) if settings.llm_vision and page_images else []
     if not images:
@@ -222,8 +324,23 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, page_ima
     if not text:
         raise GenerationError(f"endpoint error: {settings.llm_model} returned an empty answer", seconds)
     text, citations, removed = verify_citations(text, evidence)
-    return Answer(text=text, citations=citations, mode="generated", citations_removed=removed,
-                  timings={"generate_s": round(seconds, 4)})
+    abstained = says_documents_lack_answer(text)
+    return Answer(text=text, citations=[] if abstained else citations, mode="generated", citations_removed=removed,
+                  timings={"generate_s": round(seconds, 4)}, abstained=abstained)
+
+
+# How models say the excerpts do not answer ("The documents do not contain ...", "No information about ...").
+LACKS_ANSWER = re.compile(
+    r"\b(?:(?:do|does|did)\s*(?:not|n't)\s+(?:contain|mention|say|state|include|provide|specify|give|answer|cover)"
+    r"|(?:is|are)\s*(?:not|n't)\s+(?:mentioned|stated|given|provided|specified|included|available)"
+    r"|no\s+(?:information|mention|data|details?|answer)\b|not\s+(?:found|present)\s+in"
+    r"|(?:cannot|can't|unable to)\s+(?:answer|determine|find|tell))", re.I)
+
+
+def says_documents_lack_answer(text: str) -> bool:
+    """The reply's first sentence says the excerpts lack the answer: reported as an abstention."""
+    first = SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text.strip() else ""
+    return bool(LACKS_ANSWER.search(first))
 
 
 def _reply_text(response: object) -> str:
@@ -248,24 +365,39 @@ def _failure_reason(exc: Exception, settings: Settings) -> str:
 def verify_citations(text: str, evidence: list[Hit]) -> tuple[str, list[Citation], int]:
     """Keep citations whose label names a retrieved excerpt; strip the others from the text and count them.
 
-    A compound citation ("[Page 2, 9]") is rewritten as its supported labels ("[Page 2]").
+    A compound citation ("[Page 2, 9]") is rewritten as its supported labels ("[Page 2]"). With excerpts from
+    several documents, labels name the document; a bare "[Page 2]" is resolved to the excerpt it can only mean
+    (or, if several documents have that page, the best-ranked one) and rewritten with its document.
     """
+    labels = labels_for(evidence)
     by_label: dict[str, Hit] = {}
     for hit in evidence:
-        by_label.setdefault(label(hit), hit)
+        by_label.setdefault(labels[hit.id].lower(), hit)
     citations: dict[str, Citation] = {}
     removed = 0
+
+    def resolve(bracket: str) -> list[Hit | None]:
+        exact = by_label.get(" ".join(bracket.split()).lower())
+        if exact is not None:
+            return [exact]
+        found: list[Hit | None] = []
+        for plain in _cited_labels(bracket):
+            same = [h for h in evidence if label(h) == plain]
+            named = [h for h in same if h.doc_id.lower() in bracket.lower()]
+            found.append((named or same or [None])[0])
+        return found
 
     def check(match: re.Match[str]) -> str:
         nonlocal removed
         kept = []
-        for cited in _cited_labels(match.group(0)):
-            hit = by_label.get(cited)
+        for hit in resolve(match.group(0)):
             if hit is None:
                 removed += 1
                 continue
-            citations.setdefault(cited, citation(hit, hit.text))
-            kept.append(cited)
+            cited = labels[hit.id]
+            citations.setdefault(cited, citation(hit, hit.text, cited))
+            if cited not in kept:
+                kept.append(cited)
         return " ".join(kept)
 
     cleaned = " ".join(CITATION.sub(check, text).split())

@@ -65,11 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_drift)
 
-    p = sub.add_parser("eval", help="retrieval/answer quality on a page-labelled question file")
-    p.add_argument("questions", type=Path)
+    p = sub.add_parser("eval", help="retrieval/answer quality on page-labelled question files")
+    p.add_argument("questions", type=Path, nargs="+", help="question files (JSONL; several are scored one by one)")
     p.add_argument("--docs", action="append", required=True, help="folder of the documents (repeatable)")
     p.add_argument("--mode", action="append", help="hybrid, bm25, dense, concat or all (repeatable)")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--details", type=Path, help="write one JSON line per question and mode: gold rank, answer")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_eval)
 
@@ -210,6 +211,9 @@ def _ask(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
         return 0
     print(result.text)
+    if result.abstained:
+        print(f"\n({result.mode} answer: abstained, the indexed documents do not answer this; nothing cited)")
+        return 0
     print(f"\n({result.mode} answer; {len(result.citations)} citations)")
     for c in result.citations:
         box = ", ".join(f"{v:.0f}" for v in c.bbox)
@@ -221,7 +225,7 @@ def _eval(args: argparse.Namespace) -> int:
     from pagelens.evaluate import eval_namespace, load_questions, run_eval
     from pagelens.retrieve import MODES
 
-    questions = load_questions(args.questions)
+    question_sets = {str(path): load_questions(path) for path in args.questions}
     modes = [m for spec in (args.mode or ["hybrid"]) for m in (MODES if spec == "all" else [spec])]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -231,24 +235,45 @@ def _eval(args: argparse.Namespace) -> int:
     indexed = [r for r in reports if r.status == "indexed"]
     if indexed:
         sys.stderr.write(f"indexed {len(indexed)} documents ({sum(r.pages for r in indexed)} pages) in {seconds:.0f} s\n")
-    results = {}
-    for mode in modes:
-        with _progress(len(questions), f"eval {mode}") as bar:
-            results[mode] = run_eval(questions, namespace, get_settings(), mode, args.k, on_question=bar.update)
+    results: dict[str, dict[str, Any]] = {}
+    details: list[dict[str, Any]] = []
+    for name, questions in question_sets.items():
+        results[name] = {}
+        for mode in modes:
+            rows: list[dict[str, Any]] = []
+            with _progress(len(questions), f"eval {Path(name).name} {mode}") as bar:
+                results[name][mode] = run_eval(questions, namespace, get_settings(), mode, args.k,
+                                               on_question=bar.update, details=rows)
+            details += [{"file": Path(name).name, **row} for row in rows]
+    if args.details:
+        args.details.write_text("".join(json.dumps(row) + "\n" for row in details), encoding="utf-8")
     if not args.json or sys.stdout.isatty():
-        _print_eval(results)
+        for name, by_mode in results.items():
+            print(f"\n{name}")
+            _print_eval(by_mode)
     if args.json:
-        print(json.dumps(results[modes[0]] if len(modes) == 1 else results))
+        if len(results) == 1:
+            (only,) = results.values()
+            print(json.dumps(only[modes[0]] if len(modes) == 1 else only))
+        else:
+            print(json.dumps(results))
     return 0
 
 
 def _print_eval(results: dict[str, dict[str, Any]]) -> None:
     from pagelens.evaluate import METRICS
 
-    print(f"{'mode':8} {'slice':8} {'n':>3} " + " ".join(f"{m:>10}" for m in METRICS))
+    print(f"{'mode':8} {'slice':12} {'n':>3} " + " ".join(f"{m:>10}" for m in METRICS) + f" {'abstain':>10}")
     for mode, res in results.items():
         for name, row in [("all", res), *res["by_modality"].items()]:
-            print(f"{mode:8} {name:8} {row['n']:3} " + " ".join(f"{row[m]:10.3f}" for m in METRICS))
+            print(f"{mode:8} {name:12} {row['n']:3} " + " ".join(f"{row[m]:10.3f}" for m in METRICS)
+                  + f" {row['false_abstained']:10.3f}")
+        lo1, hi1 = res["recall@1_ci95"]
+        lo5, hi5 = res["recall@5_ci95"]
+        line = f"{mode:8} 95% interval: recall@1 {lo1:.3f}-{hi1:.3f}, recall@5 {lo5:.3f}-{hi5:.3f}"
+        if res["n_unanswerable"]:
+            line += f"; abstained on {res['abstained']:.3f} of {res['n_unanswerable']} unanswerable"
+        print(line + " (abstain column: false abstentions on answerable questions)")
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import random
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -75,37 +76,82 @@ def score_question(ranked: list[tuple[str, int]], gold: set[tuple[str, int]], k_
             "ndcg@5": dcg / idcg}
 
 
+UNANSWERABLE = "unanswerable"
+BOOTSTRAP_SAMPLES = 2000
+
+
+def is_answerable(question: dict[str, Any]) -> bool:
+    """Questions tagged `unanswerable` (answer "", pages []) are scored for abstention, not for rank."""
+    return question.get("modality") != UNANSWERABLE and bool(question.get("pages"))
+
+
 def run_eval(questions: list[dict[str, Any]], namespace: str, settings: Settings, mode: str, k: int = 10,
              on_question: Callable[[], None] | None = None, generation: str | None = None,
-             answers: bool = True) -> dict[str, Any]:
+             answers: bool = True, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Average scores over the questions; `generation` evaluates that collection generation, not the live one.
 
-    `answers=False` measures retrieval only (answer_hit stays 0): the reindex gate needs no answers.
+    Rank metrics and answer-hit count answerable questions only; `abstained` is the share of unanswerable
+    questions the answer abstained on, `false_abstained` the share of answerable ones. `answers=False`
+    measures retrieval only (answer_hit and abstention stay 0): the reindex gate needs no answers.
+    `details` (if given) receives one dict per question: the gold page's rank, the answer, the outcome.
     """
     rows: list[tuple[str, dict[str, float]]] = []
+    unanswerable: list[float] = []
     for q in questions:
         hits = retrieve(q["question"], namespace, settings, mode=mode, limit=max(settings.candidates, 5 * k),
                         generation=generation)
-        gold = {(q["doc"], int(p)) for p in q["pages"]}
-        scores = score_question(distinct_pages(hits), gold, k)
-        scores["answer_hit"] = 0.0
-        if answers and q.get("answer"):
-            answer = extractive_answer(q["question"], hits, settings)
-            scores["answer_hit"] = float(answer_found(str(q["answer"]), answer.text))
-        rows.append((q.get("modality", "all"), scores))
+        ranked = distinct_pages(hits)
+        result = extractive_answer(q["question"], hits, settings) if answers else None
+        abstained = bool(result and result.abstained)
+        record: dict[str, Any] = {"id": q.get("id"), "mode": mode, "modality": q.get("modality", "all"),
+                                  "question": q["question"], "doc": q.get("doc"), "pages": q.get("pages"),
+                                  "top": [list(p) for p in ranked[:3]], "abstained": abstained,
+                                  "answer": result.text if result else None}
+        if is_answerable(q):
+            gold = {(q["doc"], int(p)) for p in q["pages"]}
+            scores = score_question(ranked, gold, k)
+            scores["answer_hit"] = float(bool(result and q.get("answer") and not abstained
+                                              and answer_found(str(q["answer"]), result.text)))
+            scores["false_abstained"] = float(abstained)
+            rows.append((q.get("modality", "all"), scores))
+            record.update(rank=gold_rank(ranked, gold), answer_hit=bool(scores["answer_hit"]))
+        else:
+            unanswerable.append(float(abstained))
+        if details is not None:
+            details.append(record)
         if on_question:
             on_question()
-    result = _average([s for _, s in rows])
+    result_row = _average([s for _, s in rows])
+    for metric in ("recall@1", "recall@5"):
+        result_row[f"{metric}_ci95"] = bootstrap_interval([s[metric] for _, s in rows])
+    result_row["abstained"] = round(sum(unanswerable) / len(unanswerable), 3) if unanswerable else None
+    result_row["n_unanswerable"] = len(unanswerable)
     by_modality: dict[str, list[dict[str, float]]] = defaultdict(list)
     for modality, scores in rows:
         by_modality[modality].append(scores)
-    result["by_modality"] = {m: _average(v) for m, v in sorted(by_modality.items())}
-    result["mode"] = mode
-    return result
+    result_row["by_modality"] = {m: _average(v) for m, v in sorted(by_modality.items())}
+    result_row["mode"] = mode
+    return result_row
+
+
+def gold_rank(ranked: list[tuple[str, int]], gold: set[tuple[str, int]]) -> int | None:
+    """1-based rank of the first gold page among the distinct pages, None when it was not retrieved."""
+    return next((i for i, p in enumerate(ranked, start=1) if p in gold), None)
+
+
+def bootstrap_interval(values: list[float], samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> list[float]:
+    """Percentile bootstrap 95% interval of the mean: how far the figure could move on other questions like these."""
+    if not values:
+        return [0.0, 0.0]
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(samples))
+    return [round(means[int(0.025 * samples)], 3), round(means[int(0.975 * samples) - 1], 3)]
 
 
 def _average(rows: list[dict[str, float]]) -> dict[str, Any]:
     n = len(rows)
     out: dict[str, Any] = {m: round(sum(r[m] for r in rows) / n, 3) if n else 0.0 for m in METRICS}
+    out["false_abstained"] = round(sum(r.get("false_abstained", 0.0) for r in rows) / n, 3) if n else 0.0
     out["n"] = n
     return out

@@ -179,7 +179,7 @@ def upsert_encoded(chunks: list[Chunk], doc_id: str, settings: Settings, store: 
         for chunk in chunks:
             chunk.text, chunk.context = redact_text(chunk.text), redact_text(chunk.context)
     with span("embed_chunk", doc=doc_id, chunks=len(chunks)):
-        text_vecs = text_encoder(settings).encode([c.search_text for c in chunks])
+        text_vecs = text_encoder(settings).encode([c.dense_text for c in chunks])
         image_vecs = _image_vectors(chunks, settings)
     with span("upsert_vector", doc=doc_id, chunks=len(chunks), collection=store.target):
         old_ids = set(store.chunk_ids_of(doc_id))

@@ -51,6 +51,13 @@ class Chunk:
         """What BM25 and MiniLM see: the chunk situated in its document."""
         return f"{self.context}\n{self.text}" if self.context else self.text
 
+    @property
+    def dense_text(self) -> str:
+        """What MiniLM embeds: the search text cleaned of OCR and layout noise."""
+        from pagelens.textquality import clean_for_embedding
+
+        return clean_for_embedding(self.search_text)
+
 
 @dataclass
 class Hit:
@@ -81,6 +88,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)
     citations_removed: int = 0  # citations the model made that named no retrieved excerpt
     fallback_reason: str = ""  # why a configured LLM endpoint was not used (mode extractive-fallback)
+    abstained: bool = False  # the evidence does not answer the question: the text says so and cites nothing
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""Retrieval: BM25, MiniLM dense, CLIP text->image, fused in Milvus; always inside one namespace."""
+"""Retrieval: BM25, MiniLM dense and CLIP text->image searched in Milvus, fused by page; always inside one namespace."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pagelens.models import Hit
 from pagelens.settings import Settings
 from pagelens.store import VectorStore, concat_vector, quote
 
-MODES = ("hybrid", "bm25", "dense", "concat")
+MODES = ("hybrid", "bm25", "dense", "concat", "rrf")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 
 
@@ -47,19 +47,78 @@ def retrieve(question: str, namespace: str, settings: Settings, mode: str | None
     store, expr = VectorStore(settings, namespace, generation), filter_expr(filters)
     if mode == "bm25":
         return store.search("sparse", question, limit, expr)
-    query_vec = text_encoder(settings).encode([question])[0]
     if mode == "dense":
-        return store.search("text_vec", query_vec, limit, expr)
+        return store.search("text_vec", text_encoder(settings).encode([question])[0], limit, expr)
     if mode == "concat":
+        query_vec = text_encoder(settings).encode([question])[0]
         return store.search("concat_vec", concat_vector(None, query_vec, settings.vision_weight), limit, expr)
-    ranked = [(1.0, store.search("sparse", question, limit, expr)),
-              (1.0, store.search("text_vec", query_vec, limit, expr))]
+    legs = search_legs(question, store, settings, limit, expr)
+    if mode == "rrf":
+        return fuse_by_page([(1.0, legs["bm25"]), (1.0, legs["dense"]), (settings.vision_weight, legs["image"])])
+    return fuse_scores(legs, fusion_weights(settings))
+
+
+def search_legs(question: str, store: VectorStore, settings: Settings, limit: int, expr: str = "") -> dict[str, list[Hit]]:
+    """Each retriever's chunk hits for the question, best first: BM25, MiniLM, and CLIP's text tower (when on)."""
+    legs = {"bm25": store.search("sparse", question, limit, expr),
+            "dense": store.search("text_vec", text_encoder(settings).encode([question])[0], limit, expr),
+            "image": []}
     clip = image_encoder(settings)
     if clip is not None:
         image_expr = " and ".join(x for x in ("has_image == true", expr) if x)
-        ranked.append((settings.vision_weight,
-                       store.search("image_vec", clip.encode_texts([question])[0], limit, image_expr)))
-    return fuse_by_page(ranked)
+        legs["image"] = store.search("image_vec", clip.encode_texts([question])[0], limit, image_expr)
+    return legs
+
+
+def fusion_weights(settings: Settings) -> dict[str, float]:
+    """Convex weights of the legs: dense gets `dense_weight` of the text share, CLIP `vision_weight` of it all."""
+    text_share = 1.0 - settings.vision_weight if settings.clip_model else 1.0
+    return {"bm25": text_share * (1 - settings.dense_weight), "dense": text_share * settings.dense_weight,
+            "image": 1.0 - text_share}
+
+
+def fuse_scores(legs: dict[str, list[Hit]], weights: dict[str, float]) -> list[Hit]:
+    """A convex combination of each leg's page scores, normalised by that leg's best page; chunks grouped by page.
+
+    Scores, not ranks: a page that one retriever finds far ahead of everything else (BM25 on an OCR'd scan
+    the dense leg misses) keeps most of that lead, where rank fusion would rank it with mid-list pages both
+    legs half agree on. Each leg's scores are divided by its best page's (BM25 and cosine both have 0 as
+    their floor: Bruch et al. 2023's theoretical min-max). A page a leg did not return gets that leg's
+    lowest returned score: it scored at most that. The fused score of a page is in [0, 1].
+    """
+    used = {leg: hits for leg, hits in legs.items() if hits and weights.get(leg, 0.0) > 0}
+    normalised = []  # (weight, page -> normalised score, score of a page the leg did not return)
+    for leg, hits in used.items():
+        best = best_by_page(hits)
+        scale = max(best.values()) if max(best.values()) > 0 else 1.0
+        normalised.append((weights[leg], {p: max(s, 0.0) / scale for p, s in best.items()},
+                           max(min(best.values()), 0.0) / scale))
+    total = sum(w for w, _, _ in normalised) or 1.0
+    pages = {page for _, scores, _ in normalised for page in scores}
+    page_score = {page: sum(w * scores.get(page, floor) for w, scores, floor in normalised) / total
+                  for page in pages}
+    return _grouped(list(used.values()), page_score)
+
+
+def best_by_page(hits: list[Hit]) -> dict[tuple[str, int], float]:
+    """Each page's best chunk score in one leg."""
+    best: dict[tuple[str, int], float] = {}
+    for hit in hits:
+        key = (hit.doc_id, hit.page)
+        if key not in best or hit.score > best[key]:
+            best[key] = hit.score
+    return best
+
+
+def _grouped(legs: list[list[Hit]], page_score: dict[tuple[str, int], float]) -> list[Hit]:
+    """Every chunk once (at its best position in any leg), pages by fused score, chunks under their page."""
+    best: dict[str, tuple[int, Hit]] = {}
+    for hits in legs:
+        for position, hit in enumerate(hits):
+            if hit.id not in best or position < best[hit.id][0]:
+                best[hit.id] = (position, hit)
+    chunks = sorted(best.values(), key=lambda ph: (-page_score[(ph[1].doc_id, ph[1].page)], ph[0]))
+    return [replace(hit, score=round(page_score[(hit.doc_id, hit.page)], 6)) for _, hit in chunks]
 
 
 def fuse_by_page(ranked: list[tuple[float, list[Hit]]], k: int = RRF_K) -> list[Hit]:
@@ -70,15 +129,10 @@ def fuse_by_page(ranked: list[tuple[float, list[Hit]]], k: int = RRF_K) -> list[
     fusing page ranks (each page ranked by its best chunk in each list) keeps it.
     """
     page_score: dict[tuple[str, int], float] = {}
-    best: dict[str, tuple[int, Hit]] = {}  # chunk id -> (best position in any list, hit)
     for weight, hits in ranked:
         for rank, page in enumerate(distinct_pages(hits), start=1):
             page_score[page] = page_score.get(page, 0.0) + weight / (k + rank)
-        for position, hit in enumerate(hits):
-            if hit.id not in best or position < best[hit.id][0]:
-                best[hit.id] = (position, hit)
-    chunks = sorted(best.values(), key=lambda ph: (-page_score[(ph[1].doc_id, ph[1].page)], ph[0]))
-    return [replace(hit, score=round(page_score[(hit.doc_id, hit.page)], 6)) for _, hit in chunks]
+    return _grouped([hits for _, hits in ranked], page_score)
 
 
 def distinct_pages(hits: list[Hit]) -> list[tuple[str, int]]:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     milvus_uri: str = ""  # a Milvus Lite file (default: <data_dir>/milvus.db) or http://host:19530
     milvus_token: str = ""
     milvus_timeout_s: float = 10.0  # connecting to a Milvus server gives up after this (StoreUnavailable)
+    milvus_db_name: str = ""  # Milvus database (empty: the server's default)
     registry_url: str = ""  # SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)
     collection: str = "pagelens"  # the alias searches go through; generations are <collection>_v<N>
     num_shards: int = 4
@@ -50,8 +51,10 @@ class Settings(BaseSettings):
     parse_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)  # parser processes per batch
     parse_memory_mb: int = 6144  # address-space cap of each parser process
 
-    chunk_chars: int = 1200
-    chunk_max_chars: int = 2000
+    # Sized so a chunk and its document title fit MiniLM's 256 tokens (~1k characters of prose): the dense
+    # vector then sees the whole chunk, not its first half.
+    chunk_chars: int = 700
+    chunk_max_chars: int = 1000
 
     redact_pii: bool = True
     blur_faces: bool = True
@@ -59,6 +62,8 @@ class Settings(BaseSettings):
     retrieval_mode: str = "hybrid"
     vision_weight: float = 0.3  # alpha: weight of CLIP image search in fusion (and the seed's concat)
     candidates: int = 100  # per-field candidates before fusion
+    dense_weight: float = 0.5  # share of MiniLM (vs BM25) in hybrid score fusion, chosen by cross-validation
+    abstain_below: float = 0.0  # extractive answers abstain when the best sentence's support is below this
 
     llm_base_url: str = ""  # any OpenAI-compatible endpoint; empty = extractive answers
     llm_model: str = "gpt-4o-mini"
@@ -71,6 +76,7 @@ class Settings(BaseSettings):
     # --- sources (S3, SharePoint) ---
     aws_conn_id: str = "aws_default"  # Airflow connection S3 sources read through
     sharepoint_conn_id: str = "sharepoint_default"  # Airflow connection SharePoint sources read through
+    milvus_conn_id: str = "milvus_default"  # Airflow connection DAG tasks reach Milvus through (if defined)
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
 
     # --- execution: where the encode step runs ---
@@ -109,6 +115,9 @@ class Settings(BaseSettings):
     api_page_dpi: int = 110  # page images served to clients (an A4 page ~ 910x1290 px)
     api_page_max_age_s: int = 3600  # Cache-Control max-age of page images (private: they need a token)
     api_warm_on_start: bool = True  # load models and the Milvus client in the background when a worker starts
+    api_model_aliases: dict[str, str] = Field(default_factory=dict)  # chat model name -> namespace (JSON)
+    api_chat_rewrite: Literal["auto", "rules", "llm", "off"] = "auto"  # follow-ups: auto = llm if an endpoint is set
+    api_chat_history_messages: int = 20  # earlier chat messages read as context for a follow-up
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

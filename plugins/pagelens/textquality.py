@@ -30,3 +30,24 @@ def needs_ocr(text: str, vocab_file: Path) -> bool:
     vocab = _vocabulary(vocab_file)
     known = sum(1 for w in words if w.lower() in vocab)
     return known / len(words) < MIN_KNOWN_SHARE
+
+
+_REPEATS = re.compile(r"([^\w\s])\1{2,}")  # "......", "____", "|||" (dot leaders, rules, table borders)
+_KEEP_SYMBOLS = frozenset("& % + - / = $ € £ §".split())
+
+
+def _is_noise(token: str) -> bool:
+    """Punctuation soup: no letter or digit at all, or (4+ characters) more symbols than letters and digits."""
+    alnum = sum(c.isalnum() for c in token)
+    if alnum == 0:
+        return token not in _KEEP_SYMBOLS
+    return len(token) >= 4 and len(token) - alnum > alnum
+
+
+def clean_for_embedding(text: str) -> str:
+    """Text as a sentence encoder should see it: dot leaders, rules and OCR specks removed.
+
+    OCR of scans and tables leaves tokens that are punctuation soup; each costs MiniLM a WordPiece token
+    (of 256) and pulls the vector towards noise. Words, numbers and ordinary punctuation are kept.
+    """
+    return " ".join(t for t in _REPEATS.sub(" ", text).split() if not _is_noise(t))

@@ -4,7 +4,7 @@
 const TOKEN_KEY = "pagelens.token";
 const NAMESPACE_KEY = "pagelens.namespace";
 const TIMEOUT_MS = 60000;
-const LABEL = /\[(?:Page|Figure) \d+\]/g;
+const LABEL = /\[(?:Page|Figure) \d+(?:, [^\]]+)?\]/g;  // [Page 2] or, across documents, [Page 2, doc]
 const MODE_TEXT = {
   extractive: ["extractive", "Sentences quoted from the cited pages (no language model is configured)."],
   generated: ["generated", "Written by the language model from the cited pages; every citation was checked."],
@@ -101,7 +101,8 @@ function renderAnswer(body) {
   const [modeName, modeHelp] = MODE_TEXT[answer.mode] || [answer.mode, ""];
   mode.textContent = modeName;
   mode.dataset.mode = answer.mode;
-  $("mode-note").textContent = modeHelp + (answer.fallback_reason ? ` Reason: ${answer.fallback_reason}` : "");
+  $("mode-note").textContent = modeHelp + (answer.fallback_reason ? ` Reason: ${answer.fallback_reason}` : "") +
+    (answer.abstained ? " The indexed documents do not answer this question, so nothing is cited." : "");
   renderAnswerText(answer.text, answer.citations);
   renderCitations(answer.citations);
   const t = body.timings || {};
