@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from pagelens.models import Page
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
@@ -41,11 +44,18 @@ def _phone_ok(match: str) -> bool:
     """International numbers carry 8-15 digits; `+1 234 567 890` is a signed figure, not a phone."""
     if re.fullmatch(r"\+\d{1,3}(?: \d{3})+", match):
         return False
-    return 8 <= sum(ch.isdigit() for ch in match) <= 15
+    digits = sum(ch.isdigit() for ch in match) - (2 if match.startswith("00") else 0)
+    return 8 <= digits <= 15
 
 
-_US_PHONE = r"(?:\+1[ .-]?)?(?:\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?: ?(?:x|ext\.?) ?\d{1,5})?"
-_INTL_PHONE = r"\+\d{1,3}(?:[ -]\d{1,5}){1,6}"
+# North American numbers: (415) 555-0134, 415-555-0134, 415.555.0134, and spaced 415 555 0134 (area code and
+# exchange then start 2-9, so columns of figures such as `100 200 3000` stay); +1 or 1- in front, extensions.
+_US_PHONE = (r"(?:\+?1[ .-]?)?(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4}"
+             r"|[2-9]\d{2} [2-9]\d{2} \d{4})(?: ?(?:x|ext\.?) ?\d{1,5})?")
+# International: +CC or 00CC, an optional (0) or (area) group, then groups of digits split by spaces, dots or
+# dashes (+49 30 901820, +44 7911 123456, 0049 (0)30 901820); E.164 written solid (+14155550134).
+_INTL_PHONE = (r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?(?:[ .-]\d{1,8}){1,6}(?: ?(?:x|ext\.?) ?\d{1,5})?"
+               r"|\+[1-9]\d{7,14}")
 
 # Applied in order: IBANs and cards before SSNs and phones so a long number is never half-eaten as a phone.
 _RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
@@ -56,42 +66,90 @@ _RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = 
         _iban_ok,
     ),
     (
-        "CARD",
+        "CARD",  # solid, or in groups split by spaces, dashes or dots; Luhn and the network prefix decide
         re.compile(
-            r"(?<![\w.,-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?|\d{4}([ -])\d{6}\2\d{4,5})"
+            r"(?<![\w.,-])(?:\d{13,19}|\d{4}([ .-])\d{4}\1\d{4}\1\d{4}(?:\1\d{3})?|\d{4}([ .-])\d{6}\2\d{4,5})"
             r"(?![\w-]|[.,]\d)"
         ),
         _card_ok,
     ),
-    ("SSN", re.compile(r"(?<![\w-])(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])"), None),
+    ("SSN", re.compile(r"(?<![\w.,-])(?!000|666|9)\d{3}([- .])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-]|[.,]\d)"), None),
     ("PHONE", re.compile(rf"(?<![\w.+-])(?:{_US_PHONE}(?![\w-]|[.]\d)|{_INTL_PHONE}(?![\w-]|[.,]\d))"), _phone_ok),
 )
+FILLER = "\x00"  # stands in for a found span while later rules run: no rule matches it, no boundary differs
 
 
-def _replacer(label: str, valid: Callable[[str], bool] | None) -> Callable[[re.Match[str]], str]:
+def _valid_prefix(found: str, valid: Callable[[str], bool] | None) -> str:
     """Greedy groups can swallow what follows (a CVV, `EUR`), so a failed match retries shorter at separators."""
-
-    def replace(match: re.Match[str]) -> str:
-        found = match.group()
-        while valid is not None and not valid(found):
-            cut = max(found.rfind(" "), found.rfind("-"))
-            if cut <= 0:
-                return match.group()
-            found = found[:cut]
-        return f"[{label}]" + match.group()[len(found) :]
-
-    return replace
+    while valid is not None and not valid(found):
+        cut = max(found.rfind(" "), found.rfind("-"), found.rfind("."))
+        if cut <= 0:
+            return ""
+        found = found[:cut]
+    return found
 
 
-def redact_text(text: str) -> str:
-    """Replace emails, phones, SSNs, card numbers and IBANs with typed placeholders like `[EMAIL]`.
+def pii_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, label) of every email, phone, SSN, card number and IBAN in `text`, in text order.
 
     Cards and IBANs must pass their checksums and phones must look like phones, so the figures,
     years, ranges and dates of financial tables survive untouched.
     """
+    spans: list[tuple[int, int, str]] = []
     for label, pattern, valid in _RULES:
-        text = pattern.sub(_replacer(label, valid), text)
-    return text
+
+        def mask(match: re.Match[str], label: str = label, valid: Callable[[str], bool] | None = valid) -> str:
+            found = _valid_prefix(match.group(), valid)
+            if not found:
+                return match.group()
+            spans.append((match.start(), match.start() + len(found), label))
+            return FILLER * len(found) + match.group()[len(found):]
+
+        text = pattern.sub(mask, text)
+    return sorted(spans)
+
+
+def redact_text(text: str) -> str:
+    """Replace emails, phones, SSNs, card numbers and IBANs with typed placeholders like `[EMAIL]`."""
+    out, at = [], 0
+    for start, end, label in pii_spans(text):
+        out += [text[at:start], f"[{label}]"]
+        at = end
+    return "".join(out) + text[at:]
+
+
+def redacted_words(words: Sequence[str]) -> list[bool]:
+    """Which of a page's words (in reading order) are part of personal data: a phone split over three words
+    marks all three. Their boxes are what page images black out."""
+    starts, at = [], 0
+    for word in words:
+        starts.append(at)
+        at += len(word) + 1
+    spans = pii_spans(" ".join(words))
+    return [any(s < start + len(w) and start < e for s, e, _ in spans) for start, w in zip(starts, words, strict=True)]
+
+
+def redacted_regions(pages: Sequence[Page]) -> dict[str, list[list[float]]]:
+    """{page number: boxes of its words that hold personal data}, for every page (JSON-ready)."""
+    regions = {}
+    for page in pages:
+        flags = redacted_words([word for word, _ in page.words])
+        regions[str(page.number)] = [list(box) for (_, box), hit in zip(page.words, flags, strict=True) if hit]
+    return regions
+
+
+def redact_name(name: str) -> str:
+    """A document name as it may be shown: personal data in its path segments replaced, the extension kept
+    and a short hash of the real name added, so two redacted names never collide. Clean names are unchanged."""
+    *folders, leaf = name.split("/")
+    stem, dot, suffix = leaf.rpartition(".")
+    if not dot or not stem or len(suffix) > 5:
+        stem, dot, suffix = leaf, "", ""
+    shown = [redact_text(s) for s in folders] + [redact_text(stem)]
+    if shown == [*folders, stem]:
+        return name
+    tag = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return "/".join([*shown[:-1], f"{shown[-1]}~{tag}{dot}{suffix}"])
 
 
 _CASCADE = "haarcascade_frontalface_default.xml"
