@@ -8,6 +8,8 @@ export OMP_THREAD_LIMIT ?= 1
 export HF_HUB_OFFLINE ?= 1
 export PAGELENS_DATA_DIR ?= $(CURDIR)/.pagelens
 DEMO_DOCS := $(CURDIR)/demo/docs
+DEMO_STATE := $(PAGELENS_DATA_DIR)/demo
+AIRFLOW_DB := $(PAGELENS_DATA_DIR)/airflow/airflow.db
 AIRFLOW_ENV := AIRFLOW_HOME=$(PAGELENS_DATA_DIR)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(PAGELENS_DATA_DIR)/airflow/airflow.db \
@@ -35,14 +37,26 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
+# Each step says what it does or why it skips: a second `make demo` reuses the documents, the Airflow DB and
+# the ingest (when nothing they depend on changed) and only asks the question again.
 demo: setup
-	$(PY) -m pagelens.samples $(DEMO_DOCS)
-	mkdir -p $(PAGELENS_DATA_DIR)/airflow
-	$(AIRFLOW_ENV) $(BIN)/airflow db migrate >/dev/null
-	$(AIRFLOW_ENV) $(BIN)/airflow dags test pagelens_ingest \
-	  -c '{"namespace": "demo", "source": "$(DEMO_DOCS)"}' 2>&1 | grep -E "pagelens|Marking run|state=" | tail -n 15
-	$(BIN)/pagelens documents --namespace demo
-	$(BIN)/pagelens ask "$(QUESTION)" --namespace demo
+	@mkdir -p $(DEMO_STATE)
+	@if [ -f $(DEMO_STATE)/samples ] && [ -z "$$(find plugins/pagelens/samples.py $(VENV)/.installed -newer $(DEMO_STATE)/samples -print -quit)" ] && [ -d $(DEMO_DOCS) ]; then \
+	  echo "demo: sample documents in demo/docs are up to date (not rewritten)"; \
+	else $(PY) -m pagelens.samples $(DEMO_DOCS) >/dev/null && touch $(DEMO_STATE)/samples && echo "demo: wrote the sample documents to demo/docs"; fi
+	@if [ -f $(AIRFLOW_DB) ] && [ $(AIRFLOW_DB) -nt $(VENV)/.installed ]; then echo "demo: Airflow metadata DB ready (migrate skipped)"; \
+	else mkdir -p $(PAGELENS_DATA_DIR)/airflow && $(AIRFLOW_ENV) $(BIN)/airflow db migrate >$(DEMO_STATE)/migrate.log 2>&1 \
+	  && echo "demo: Airflow metadata DB migrated" || { tail -n 20 $(DEMO_STATE)/migrate.log; exit 1; }; fi
+	@if [ -f $(DEMO_STATE)/ingested ] && [ -z "$$(find $(DEMO_DOCS) dags/pagelens_ingest.py $(VENV)/.installed -newer $(DEMO_STATE)/ingested -print -quit)" ]; then \
+	  echo "demo: demo/docs unchanged since the last ingest: Airflow run skipped (rm $(DEMO_STATE)/ingested to run it again)"; \
+	else echo "demo: airflow dags test pagelens_ingest (namespace demo; log: $(DEMO_STATE)/ingest.log)"; \
+	  $(AIRFLOW_ENV) $(BIN)/airflow dags test pagelens_ingest -c '{"namespace": "demo", "source": "$(DEMO_DOCS)"}' >$(DEMO_STATE)/ingest.log 2>&1; \
+	  sed -nE 's/^.*\] ((Plan|Ingest into) demo: .*) \[pagelens[^]]*\].*$$/  \1/p' $(DEMO_STATE)/ingest.log; \
+	  if grep -q "DagRun Finished: dag_id=pagelens_ingest.*state=success" $(DEMO_STATE)/ingest.log; then touch $(DEMO_STATE)/ingested; \
+	  else echo "demo: the ingest run failed; the end of its log:" >&2; tail -n 30 $(DEMO_STATE)/ingest.log >&2; exit 1; fi; fi
+	@echo; $(BIN)/pagelens documents --namespace demo
+	@echo; echo "Q: $(QUESTION)"; $(BIN)/pagelens ask "$(QUESTION)" --namespace demo
+	@echo; echo "Next: $(BIN)/pagelens token create --namespace demo, then $(BIN)/pagelens serve and open http://127.0.0.1:8080/"
 
 test: setup
 	$(BIN)/ruff check .

@@ -5,6 +5,9 @@ baseline (taken on the first run). The task fails, and alerts like any failed ta
 similarity of an encoder falls below `PAGELENS_DRIFT_MIN_MEDIAN`; the figures (median, minimum, histogram)
 are its return value, or its `drift` XCom when it fails. After a deliberate model upgrade, reindex the
 namespaces and trigger this DAG with `{"rebaseline": true}`.
+
+**Params:** `rebaseline` (default false) takes a new baseline with today's encoders instead of comparing.
+The baseline lives in Milvus, reached through the Airflow connection `milvus_default` when it is defined.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ def pagelens_drift() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from pagelens import drift
-        from pagelens.settings import Settings
+        from pagelens.airflow.hooks.milvus import task_settings
 
         try:
-            result = drift.check_drift(Settings(), rebaseline=bool((params or {}).get("rebaseline")))
+            result = drift.check_drift(task_settings(), rebaseline=bool((params or {}).get("rebaseline")))
         except drift.EmbeddingDrift as exc:
             ti.xcom_push(key="drift", value=exc.result.to_dict())
             raise AirflowFailException(str(exc)) from exc  # the models disagree: a retry would say the same

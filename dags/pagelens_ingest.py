@@ -21,6 +21,18 @@ of failing the run. `finish` retires documents that left their source, flushes e
 only then saves delta cursors (a failed run re-reads the same changes), and logs counts per namespace and
 for the run. Every step is idempotent: a retry or re-run converges.
 
+**Params** (Trigger DAG w/ config; the form checks the namespace):
+
+- `namespace`: empty runs every configured namespace (what the schedule does); a name (a letter, then
+  letters, digits or underscores, at most 64) runs that namespace only;
+- `source`: empty uses the namespace's configured sources; a folder, `s3://bucket/prefix` or
+  `sharepoint://site/drive[/folder]` runs that one source into `namespace` (which is then required).
+
+**Stores and events.** Tasks reach Milvus through the Airflow connection `milvus_default`
+(`PAGELENS_MILVUS_CONN_ID`) when it is defined, else through `PAGELENS_MILVUS_URI`. `finish` emits an asset
+event `pagelens://<namespace>` (through the alias `pagelens`) for each namespace whose index changed, with
+the run's counts in its extra, so downstream DAGs can schedule on it (`dags/pagelens_downstream_example.py`).
+
 **Where the encode step runs** (`PAGELENS_EXECUTION`, read when this file is parsed): `local` runs
 `index_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
 (`python -m pagelens.encode_batch --manifest s3://…`), the batch handed over as a manifest that `plan`
@@ -36,12 +48,14 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from pagelens.airflow.assets import index_alias
 from pagelens.settings import Settings  # light (pydantic only)
 
 BATCH_SIZE = 8  # documents per mapped task: amortises model loading, bounds what a retry redoes
 MAX_PARALLEL_BATCHES = 16
 log = logging.getLogger("pagelens.dags.ingest")  # DagBag imports this file under a mangled module name
 SETTINGS = Settings()  # parse time: the execution mode and the pod spec come from here
+NAMESPACE_OR_EMPTY = r"^([A-Za-z][A-Za-z0-9_]{0,63})?$"  # pagelens.store.NAMESPACE, or empty
 
 
 @dag(
@@ -53,17 +67,22 @@ SETTINGS = Settings()  # parse time: the execution mode and the pod spec come fr
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": 2.0,
                   "max_retry_delay": timedelta(minutes=15)},
     params={
-        "namespace": Param("", type="string", description="empty: every configured namespace"),
-        "source": Param("", type="string", description="a one-off source for `namespace`; empty: its configured ones"),
+        "namespace": Param("", type="string", pattern=NAMESPACE_OR_EMPTY, title="Namespace",
+                           description="empty: every configured namespace; else a letter, then letters, digits or "
+                                       "underscores (at most 64)"),
+        "source": Param("", type="string", title="One-off source",
+                        description="a folder, s3://… or sharepoint://… ingested into `namespace`; empty: its "
+                                    "configured sources"),
     },
     tags=["pagelens", "ingest"],
 )
 def pagelens_ingest() -> None:
     @task
     def plan(namespace: str, source: str, ti: Any = None) -> list[Any]:
+        from pagelens.airflow.hooks.milvus import task_settings
         from pagelens.ingest_run import plan_run, run_targets
 
-        settings = Settings()
+        settings = task_settings()
         run = plan_run(run_targets(namespace, source, settings), settings, BATCH_SIZE)
         # Airflow maps only over a return value, so the batches are it and the rest travels as a named XCom.
         ti.xcom_push(key="namespaces", value=run.namespaces_dict())
@@ -76,21 +95,30 @@ def pagelens_ingest() -> None:
     # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
     @task(max_active_tis_per_dagrun=1 if SETTINGS.is_lite else MAX_PARALLEL_BATCHES)
     def index_batch(manifest: dict[str, Any]) -> dict[str, Any]:
+        from pagelens.airflow.hooks.milvus import task_settings
         from pagelens.encode_batch import index_manifest
         from pagelens.manifest import BatchManifest
 
-        return index_manifest(BatchManifest.from_dict(manifest, where="the batch"), Settings())
+        return index_manifest(BatchManifest.from_dict(manifest, where="the batch"), task_settings())
 
-    @task(trigger_rule="none_failed")  # zero batches leaves index_batch skipped; finish must still run
-    def finish(indexed: list[dict[str, Any]], namespaces: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    # zero batches leaves index_batch skipped; finish must still run
+    @task(trigger_rule="none_failed", outlets=[index_alias()])
+    def finish(indexed: list[dict[str, Any]], namespaces: dict[str, dict[str, Any]], ti: Any = None,
+               outlet_events: Any = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from pagelens.airflow.assets import emit, ingest_events
+        from pagelens.airflow.hooks.milvus import task_settings
         from pagelens.ingest_run import NamespacesNotListed, finish_run
 
         try:
-            return finish_run(indexed, namespaces, Settings())
+            # A slice reads the mapped results in one request; iterating would probe one past the end and log
+            # Airflow's "[error] XCom not found" on every successful run.
+            summary = finish_run(indexed[:], namespaces, task_settings())
         except NamespacesNotListed as exc:  # the rest has landed; the next run lists them again, not a retry
-            raise AirflowFailException(str(exc)) from exc
+            raise AirflowFailException(str(exc)) from exc  # a failed task emits no asset events
+        emit(outlet_events, ingest_events(summary, ti.dag_id, ti.run_id))
+        return summary
 
     planned = plan("{{ params.namespace }}", "{{ params.source }}")
     if SETTINGS.execution == "kubernetes":

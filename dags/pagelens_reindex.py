@@ -10,6 +10,13 @@ namespace's gold questions and points the alias at it only if recall@5 drops by 
 fails `swap` with both figures (also in its `gate` XCom) and leaves the live generation serving; `abandon`
 marks a candidate whose batches failed. Either candidate is kept for inspection until the next rebuild.
 
+**Params:** `force` (default false) rebuilds even when `check` finds nothing to do.
+
+**Stores and events.** Tasks reach Milvus through the Airflow connection `milvus_default`
+(`PAGELENS_MILVUS_CONN_ID`) when it is defined, else through `PAGELENS_MILVUS_URI`. A passed `swap` emits an
+asset event `pagelens://<namespace>` (through the alias `pagelens`) whose extra names the new and previous
+generation, the documents rebuilt and the gate's recall@5 figures.
+
 One DAG per namespace (from `PAGELENS_NAMESPACES`), not one DAG with a namespace parameter: Airflow runs
 one backfill per DAG at a time, and a second backfill of the same dates with another conf would re-run
 the first one's runs with its conf.
@@ -22,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, dag, task
+
+from pagelens.airflow.assets import index_alias
 
 BATCH_SIZE = 8  # documents per mapped task, as in pagelens_ingest
 log = logging.getLogger("pagelens.dags.reindex")  # DagBag imports this file under a mangled module name
@@ -45,19 +54,19 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
     def reindex() -> None:
         @task.short_circuit
         def check(params: dict[str, Any] | None = None) -> bool:
+            from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import rebuild_decision
-            from pagelens.settings import Settings
 
-            rebuild, reason = rebuild_decision(namespace, Settings(), force=bool((params or {}).get("force")))
+            rebuild, reason = rebuild_decision(namespace, task_settings(), force=bool((params or {}).get("force")))
             log.info("Rebuild %s: %s", namespace, reason)
             return rebuild
 
         @task
         def prepare(ti: Any = None) -> list[list[dict[str, str]]]:
+            from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import prepare_rebuild
-            from pagelens.settings import Settings
 
-            generation, planned = prepare_rebuild(namespace, Settings(), BATCH_SIZE)
+            generation, planned = prepare_rebuild(namespace, task_settings(), BATCH_SIZE)
             ti.xcom_push(key="generation", value=generation)
             return planned  # Airflow maps only over a return value
 
@@ -65,30 +74,35 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
         @task(max_active_tis_per_dagrun=1 if embedded_store else 16)
         def index_batch(batch: list[dict[str, str]], generation: str) -> list[dict[str, Any]]:
             from pagelens import ingest
-            from pagelens.settings import Settings
+            from pagelens.airflow.hooks.milvus import task_settings
 
-            return [r.to_dict() for r in ingest.index_batch(batch, namespace, Settings(), generation=generation)]
+            return [r.to_dict() for r in ingest.index_batch(batch, namespace, task_settings(), generation=generation)]
 
-        @task(trigger_rule="none_failed")  # zero documents leave index_batch skipped: the gate still decides
-        def swap(indexed: list[list[dict[str, Any]]], generation: str, ti: Any = None) -> dict[str, Any]:
+        # zero documents leave index_batch skipped: the gate still decides
+        @task(trigger_rule="none_failed", outlets=[index_alias()])
+        def swap(indexed: list[list[dict[str, Any]]], generation: str, ti: Any = None,
+                 outlet_events: Any = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
+            from pagelens.airflow.assets import emit, reindex_event
+            from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import GateFailed, judge_and_swap
-            from pagelens.settings import Settings
 
+            reports = [r for batch in indexed[:] for r in batch]  # one read, no probe past the end (an error log)
             try:
-                verdict = judge_and_swap(namespace, Settings(), generation, [r for batch in indexed for r in batch])
+                verdict = judge_and_swap(namespace, task_settings(), generation, reports)
             except GateFailed as exc:
                 ti.xcom_push(key="gate", value=exc.verdict.to_dict())  # both figures, in the UI's XCom tab
                 raise AirflowFailException(str(exc)) from exc  # a verdict, not a transient failure: no retry
+            emit(outlet_events, {namespace: reindex_event(verdict.to_dict(), len(reports), ti.dag_id, ti.run_id)})
             return verdict.to_dict()
 
         @task(trigger_rule="one_failed")  # a batch failed for good: the next run drops the candidate
         def abandon(generation: str) -> None:
+            from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import abandon_rebuild
-            from pagelens.settings import Settings
 
-            abandon_rebuild(namespace, Settings(), generation)
+            abandon_rebuild(namespace, task_settings(), generation)
 
         prepared = prepare()
         indexed = index_batch.partial(generation=prepared["generation"]).expand(batch=prepared)

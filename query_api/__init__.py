@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     master) creates no metrics and loads nothing before the workers fork.
     """
     from pagelens.settings import get_settings
-    from query_api import api, ops, ui
+    from query_api import api, chat, ops, ui
     from query_api.errors import register_error_handlers
     from query_api.metrics import install_request_metrics
     from query_api.readiness import Warmup
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["pagelens"] = state
     register_error_handlers(app)
     install_request_metrics(app)
-    for blueprint in (api.bp, ops.bp, ui.bp):
+    for blueprint in (api.bp, chat.bp, ops.bp, ui.bp):
         app.register_blueprint(blueprint)
     if settings.api_warm_on_start:
         state.warmup.start()

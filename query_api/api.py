@@ -1,28 +1,29 @@
-"""The /v1 endpoints: search, query (retrieve + answer) and page images, each inside one granted namespace."""
+"""The /v1 endpoints: search, query (retrieve + answer), the documents report and page images, each inside one
+granted namespace."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
-from dataclasses import asdict
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from pagelens.answer import answer, citation
+from pagelens.answer import citation
 from pagelens.errors import DocumentError, DocumentNotFound, PageImageError, PageOutOfRange
-from pagelens.models import Citation, Hit
-from pagelens.pageimage import document_path, hit_page_images, render_page_png
-from pagelens.registry import Registry
-from pagelens.retrieve import retrieve
+from pagelens.pageimage import document_path, render_page_png
+from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import Settings
-from pagelens.store import InvalidNamespace, VectorStore, validate_namespace
+from pagelens.store import InvalidNamespace, validate_namespace
+from query_api.answering import answer_json, answer_question, citation_json, retrieve_hits, timings
 from query_api.auth import authorize_namespace, require_token
 from query_api.errors import ApiError
-from query_api.metrics import observe_answer, observe_retrieval
-from query_api.validation import QuestionRequest, parse_question_request
+from query_api.validation import parse_question_request
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+DOCUMENT_STATUSES = ("indexed", "quarantined", "deleted")
+MAX_DOCUMENTS_PAGE = 500
 
 
 @bp.before_request
@@ -42,11 +43,11 @@ def search() -> Response:
     """Retrieval only: the k best chunks, each as a citation."""
     started, settings = time.perf_counter(), _settings()
     body = parse_question_request(request, settings)
-    hits, mode, retrieval_s = _retrieve(body, settings)
+    hits, mode, retrieval_s = retrieve_hits(body.question, body.namespace, settings, body.mode, body.filter_dict())
     k = body.k or settings.api_default_k
-    results = [_citation_json(citation(hit, hit.text), body.namespace) for hit in hits[:k]]
+    results = [citation_json(citation(hit, hit.text), body.namespace) for hit in hits[:k]]
     return jsonify(namespace=body.namespace, mode=mode, k=k, results=results,
-                   timings=_timings(started, retrieval_s=retrieval_s))
+                   timings=timings(started, retrieval_s=retrieval_s))
 
 
 @bp.post("/query")
@@ -54,17 +55,28 @@ def query() -> Response:
     """Retrieve, then answer from the k best chunks (extractive, or generated when an LLM endpoint is configured)."""
     started, settings = time.perf_counter(), _settings()
     body = parse_question_request(request, settings)
-    hits, mode, retrieval_s = _retrieve(body, settings)
-    k = body.k or settings.api_default_k
-    generation_start = time.perf_counter()
-    result = answer(body.question, hits[:k], settings, page_images=hit_page_images(settings, body.namespace))
-    generation_s = time.perf_counter() - generation_start
-    observe_answer(result.mode, generation_s, result.citations_removed)
-    return jsonify(namespace=body.namespace, mode=mode, k=k, answer={
-        "text": result.text, "mode": result.mode, "fallback_reason": result.fallback_reason,
-        "citations": [_citation_json(c, body.namespace) for c in result.citations],
-        "citations_removed": result.citations_removed,
-    }, timings=_timings(started, retrieval_s=retrieval_s, generation_s=generation_s))
+    done = answer_question(body.question, body.namespace, settings, body.k, body.mode, body.filter_dict())
+    return jsonify(namespace=body.namespace, mode=done.mode, k=done.k, answer=answer_json(done.answer, body.namespace),
+                   timings=timings(started, retrieval_s=done.retrieval_s, generation_s=done.generation_s))
+
+
+@bp.get("/documents")
+def documents() -> Response:
+    """The namespace's ingestion report, a page at a time: what was indexed, what was refused and why."""
+    namespace = _namespace_arg()
+    authorize_namespace(namespace)
+    status = request.args.get("status") or None
+    if status not in (None, *DOCUMENT_STATUSES):
+        raise ApiError(400, "invalid_request", f"status must be one of {', '.join(DOCUMENT_STATUSES)}")
+    limit, offset = _int_arg("limit", 50, 1, MAX_DOCUMENTS_PAGE), _int_arg("offset", 0, 0, 10**9)
+    registry = Registry(_settings().registry_url)
+    try:
+        rows, total = registry.document_page(namespace, status, request.args.get("reason") or None, limit, offset)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from exc
+    return jsonify(namespace=namespace, total=total, limit=limit, offset=offset,
+                   counts=registry.status_counts(namespace), reasons=registry.quarantine_reasons(namespace),
+                   documents=[document_json(r) for r in rows])
 
 
 @bp.get("/documents/<path:doc>/pages/<int:page>.png")
@@ -95,36 +107,6 @@ def _settings() -> Settings:
     return current_app.extensions["pagelens"].settings
 
 
-def _retrieve(body: QuestionRequest, settings: Settings) -> tuple[list[Hit], str, float]:
-    """Hits of the request's namespace only: the token is checked first, the store filters by namespace inside."""
-    authorize_namespace(body.namespace)
-    if not VectorStore(settings, body.namespace).exists():
-        raise ApiError(404, "namespace_not_found", f"namespace '{body.namespace}' has no index; ingest documents into "
-                                                   f"it first (`pagelens ingest PATH --namespace {body.namespace}`)")
-    current_app.extensions["pagelens"].warmup.ensure()
-    mode = body.mode or settings.retrieval_mode
-    start = time.perf_counter()
-    hits = retrieve(body.question, body.namespace, settings, mode=mode, filters=body.filter_dict())
-    seconds = time.perf_counter() - start
-    observe_retrieval(mode, seconds)
-    return hits, mode, seconds
-
-
-def _citation_json(cited: Citation, namespace: str) -> dict[str, Any]:
-    """A citation plus the URL of its page image with the cited box shaded."""
-    box = ",".join(f"{v:g}" for v in cited.bbox)
-    return {**asdict(cited), "image_url": url_for("api.page_image", doc=cited.doc, page=cited.page,
-                                                  namespace=namespace, bbox=box)}
-
-
-def _timings(started: float, retrieval_s: float, generation_s: float | None = None) -> dict[str, float]:
-    timings = {"retrieval_ms": round(retrieval_s * 1000, 1)}
-    if generation_s is not None:
-        timings["generation_ms"] = round(generation_s * 1000, 1)
-    timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return timings
-
-
 def _namespace_arg() -> str:
     namespace = request.args.get("namespace", "")
     if not namespace:
@@ -133,6 +115,23 @@ def _namespace_arg() -> str:
         return validate_namespace(namespace)
     except InvalidNamespace as exc:
         raise ApiError(400, "invalid_request", str(exc)) from exc
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_request", f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def document_json(row: DocumentRecord) -> dict[str, Any]:
+    """One registry row as the documents view shows it (not its source URI or content hash)."""
+    return {"doc": row.doc_id, "status": row.status, "reason": row.reason, "pages": row.pages,
+            "ocr_pages": row.ocr_pages, "tables": row.tables, "figures": row.figures, "chunks": row.chunks,
+            "seconds": row.seconds, "model_version": row.model_version,
+            "updated_at": row.updated_at.replace(tzinfo=row.updated_at.tzinfo or dt.UTC).isoformat(timespec="seconds")}
 
 
 def _bbox_arg() -> tuple[float, float, float, float] | None:

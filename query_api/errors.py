@@ -1,10 +1,14 @@
-"""The error contract: every failure is `{"error": {"code": ..., "message": ...}}` with a 4xx/5xx status."""
+"""The error contract: every failure is `{"error": {"code": ..., "message": ...}}` with a 4xx/5xx status.
+
+On the OpenAI-compatible routes the same error also carries OpenAI's `type` and `param`, so the openai SDK
+and chat front-ends raise and show it as they would OpenAI's own (AuthenticationError for 401, …).
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from pagelens.errors import IndexMissing, StoreUnavailable
@@ -19,16 +23,29 @@ HTTP_MESSAGES = {
 }
 
 
+OPENAI_ROUTES = ("/v1/chat/", "/v1/models")
+OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
+                415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error"}
+
+
 class ApiError(Exception):
     """A request the API refuses, with the status, a stable code and a message saying what to fix."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+        self.param = param  # the request field at fault (OpenAI's error `param`)
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(error={"code": code, "message": message})
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   param: str | None = None) -> Response:
+    error: dict[str, str | None] = {"code": code, "message": message}
+    if has_request_context() and request.path.startswith(OPENAI_ROUTES):
+        error |= {"type": OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+                  "param": param}
+    response = jsonify(error=error)
     response.status_code = status
     response.headers.update(headers or {})
     return response
@@ -39,7 +56,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, exc.param)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

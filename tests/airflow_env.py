@@ -87,3 +87,16 @@ def release_milvus_lite(data_dir: Path) -> None:
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(str(data_dir / "milvus.db"))
+
+
+def asset_events(name: str) -> list[dict[str, Any]]:
+    """The events of the asset `name` recorded in the metadata DB, oldest first: source run and extra."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (select(AssetEvent).join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+                 .where(AssetModel.name == name).order_by(AssetEvent.id))
+        return [{"dag_id": e.source_dag_id, "run_id": e.source_run_id, "task_id": e.source_task_id, **e.extra}
+                for e in session.scalars(query)]

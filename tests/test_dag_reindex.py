@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow_env import airflow_home, load_dags, release_milvus_lite, run_dag
+from tests.airflow_env import airflow_home, asset_events, load_dags, release_milvus_lite, run_dag
 from tests.clip_fixture import write_tiny_clip
 
 pytestmark = pytest.mark.integration
@@ -102,6 +102,11 @@ def test_first_rebuild_goes_live_and_fills_the_registry(env: Env) -> None:
         {PDF: ("indexed", model_version(env.settings())), PNG: ("indexed", model_version(env.settings()))}
     assert rows[PDF].pages == 4 and rows[PDF].chunks == env.store().count(PDF)
     assert env.store("ops").live_generation() is None  # the other namespace's DAG did not run
+    [event] = asset_events("pagelens://finance")  # downstream DAGs learn of the swap
+    assert (event["event"], event["task_id"], event["run_id"]) == ("reindex", "swap", run.run_id)
+    assert (event["generation"], event["previous"], event["documents"], event["recall_at_5"]) == \
+        ("pagelens__finance_v1", None, 2, 1.0)
+    assert asset_events("pagelens://ops") == []
 
 
 def test_unchanged_namespace_short_circuits(env: Env) -> None:
@@ -142,9 +147,11 @@ def test_failed_gate_keeps_the_live_generation_and_fails_loudly(env: Env, tmp_pa
     from pagelens.reindex import generation_facts
 
     shutil.move(env.finance / PNG, tmp_path / PNG)  # a source that lost a file: half the gold set is gone
+    events_before = len(asset_events("pagelens://finance"))
     try:
         run = reindex(env)
         assert run.state == "failed" and run.tasks["swap"] == "failed", run.tasks
+        assert len(asset_events("pagelens://finance")) == events_before  # nothing changed for downstream DAGs
         gate = run.xcom("swap", key="gate")
         assert (gate["passed"], gate["new_recall"], gate["live_recall"]) == (False, 0.5, 1.0)
         assert "quality gate failed" in gate["reason"] and "0.500" in gate["reason"] and "1.000" in gate["reason"]

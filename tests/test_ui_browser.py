@@ -76,8 +76,11 @@ def _wait_ready(base_url: str, server: subprocess.Popen[bytes], log: Path) -> No
 def served_api(sample_docs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(base URL, token) of `pagelens serve` on a free 127.0.0.1 port over the ingested samples (namespace demo)."""
     workdir = tmp_path_factory.mktemp("ui")
-    data_dir = workdir / "data"
-    _cli(data_dir, "ingest", str(sample_docs), "--namespace", "demo")
+    data_dir, refused = workdir / "data", workdir / "refused"
+    refused.mkdir()
+    (refused / "broken.pdf").write_bytes(b"")  # quarantined: empty
+    (refused / "garbage.pdf").write_bytes(b"%PDF-1.4 this is not a PDF")  # quarantined: corrupt
+    _cli(data_dir, "ingest", str(sample_docs), str(refused), "--namespace", "demo")
     token = _cli(data_dir, "token", "create", "--namespace", "demo", "--label", "browser test").strip().splitlines()[-1]
     port, log = _free_port(), workdir / "serve.log"
     env = {**os.environ, "PAGELENS_DATA_DIR": str(data_dir), "OMP_THREAD_LIMIT": "1", "HF_HUB_OFFLINE": "1"}
@@ -140,7 +143,7 @@ def test_page_and_its_assets_are_served_without_a_token(settings: Settings) -> N
     assert page.status_code == 200 and b'<script src="static/app.js"' in page.data
     assert "script-src" not in page.headers["Content-Security-Policy"]  # default-src 'self': no inline scripts
     assert "img-src 'self' blob:" in page.headers["Content-Security-Policy"]
-    for asset, kind in (("app.js", "javascript"), ("app.css", "text/css")):
+    for asset, kind in (("app.js", "javascript"), ("documents.js", "javascript"), ("app.css", "text/css")):
         response = client.get(f"/static/{asset}")
         assert response.status_code == 200 and kind in response.content_type
     assert client.get("/static/../ui.py").status_code == 404
@@ -195,3 +198,53 @@ def test_refused_requests_show_the_reason(served_api: tuple[str, str], browser: 
     _wait_for(browser, "!document.getElementById('error').hidden")
     assert shown in browser.find_element(By.ID, "error").text
     assert not browser.find_element(By.ID, "answer").is_displayed()
+
+
+def _table_rows(driver: Any) -> list[list[str]]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#doc-rows tr')].map(r => [...r.cells].map(c => c.textContent.trim()))")
+
+
+@pytest.mark.integration
+def test_documents_tab_lists_the_ingestion_report_with_filters(served_api: tuple[str, str], browser: Any,
+                                                               tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    base_url, token = served_api
+    browser.get(f"{base_url}/")
+    browser.execute_script("sessionStorage.clear()")
+    for field, value in (("token", token), ("namespace", "demo")):
+        browser.find_element(By.ID, field).clear()
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "tab-documents").click()
+    _wait_for(browser, "document.querySelectorAll('#doc-rows tr').length > 0", timeout=30)
+    assert not browser.find_element(By.ID, "question").is_displayed()  # the ask form's question is the Ask tab's
+    rows = {row[0]: row for row in _table_rows(browser)}
+    assert set(rows) == {"acme_annual_report.pdf", "warehouse_inspection_scan.png", "broken.pdf", "garbage.pdf"}
+    report = rows["acme_annual_report.pdf"]
+    assert report[1] == "indexed" and report[3] == "4" and int(report[4]) >= 1 and int(report[7]) > 0  # pages, OCR, chunks
+    assert report[9]  # the model version the document was embedded with
+    assert "4 documents" in browser.find_element(By.ID, "doc-summary").text
+    assert "2 quarantined" in browser.find_element(By.ID, "doc-summary").text
+
+    browser.find_element(By.ID, "doc-quarantined").click()
+    _wait_for(browser, "document.querySelectorAll('#doc-rows tr').length === 2", timeout=30)
+    quarantined = {row[0]: row for row in _table_rows(browser)}
+    assert quarantined["broken.pdf"][1:3] == ["quarantined", "empty: the file is 0 bytes"]
+    assert quarantined["garbage.pdf"][2].startswith("corrupt:")
+    offered = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "doc-reason")).options]
+    assert sorted(offered) == ["", "corrupt", "empty"]
+
+    Select(browser.find_element(By.ID, "doc-reason")).select_by_value("corrupt")
+    _wait_for(browser, "document.querySelectorAll('#doc-rows tr').length === 1", timeout=30)
+    assert [row[0] for row in _table_rows(browser)] == ["garbage.pdf"]
+    assert browser.find_element(By.ID, "doc-range").text == "1–1 of 1"
+    browser.save_screenshot(str(tmp_path / "documents_tab.png"))
+
+    browser.refresh()  # the tab is in the URL: a reload comes back to it and lists again
+    _wait_for(browser, "!document.getElementById('documents-view').hidden && "
+                       "document.querySelectorAll('#doc-rows tr').length > 0", timeout=30)
+    browser.find_element(By.ID, "tab-ask").click()
+    assert browser.find_element(By.ID, "question").is_displayed()
+    assert not browser.find_element(By.ID, "documents-view").is_displayed()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint, create_engine, select
+from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint, create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from pagelens.models import DocumentReport
+
+REASON_KIND = re.compile(r"^[a-z][a-z-]{0,39}$")  # the "kind: detail" prefix quarantine reasons start with
 
 
 class Base(DeclarativeBase):
@@ -112,6 +115,45 @@ class Registry:
         with Session(self.engine) as session:
             return list(session.scalars(query))
 
+    def indexed_namespaces_updated(self) -> dict[str, dt.datetime]:
+        """Namespaces with indexed documents and when their newest row changed."""
+        query = (select(DocumentRecord.namespace, func.max(DocumentRecord.updated_at))
+                 .where(DocumentRecord.status == "indexed").group_by(DocumentRecord.namespace)
+                 .order_by(DocumentRecord.namespace))
+        with Session(self.engine) as session:
+            return {ns: _aware(when) for ns, when in session.execute(query)}
+
+    def document_page(self, namespace: str, status: str | None = None, reason_kind: str | None = None,
+                      limit: int = 50, offset: int = 0) -> tuple[list[DocumentRecord], int]:
+        """One page of a namespace's documents by name (filtered by status and quarantine reason kind) and the total."""
+        query = select(DocumentRecord).filter_by(namespace=namespace)
+        if status:
+            query = query.filter_by(status=status)
+        if reason_kind:
+            if not REASON_KIND.match(reason_kind):
+                raise ValueError(f"invalid reason kind {reason_kind[:40]!r}: lowercase letters and dashes")
+            query = query.where(DocumentRecord.reason.like(f"{reason_kind}:%"))
+        with Session(self.engine) as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = session.scalars(query.order_by(DocumentRecord.doc_id).limit(limit).offset(offset))
+            return list(rows), int(total)
+
+    def status_counts(self, namespace: str) -> dict[str, int]:
+        query = (select(DocumentRecord.status, func.count()).where(DocumentRecord.namespace == namespace)
+                 .group_by(DocumentRecord.status))
+        with Session(self.engine) as session:
+            return {status: int(n) for status, n in session.execute(query)}
+
+    def quarantine_reasons(self, namespace: str) -> dict[str, int]:
+        """Quarantined documents per reason kind ("corrupt", "encrypted", …), most frequent first."""
+        query = select(DocumentRecord.reason).filter_by(namespace=namespace, status="quarantined")
+        counts: dict[str, int] = {}
+        with Session(self.engine) as session:
+            for reason in session.scalars(query):
+                kind = reason.split(":", 1)[0].strip() if ":" in reason else "unreadable"
+                counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
     def is_current(self, namespace: str, doc_id: str, content_sha256: str, model_version: str) -> bool:
         """Indexed from these exact bytes with these models: nothing to do."""
         row = self.get(namespace, doc_id)
@@ -162,3 +204,8 @@ class Registry:
         with Session(self.engine) as session, session.begin():
             for row in session.scalars(query):
                 row.status, row.chunks, row.updated_at = "deleted", 0, dt.datetime.now(dt.UTC)
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -28,7 +28,7 @@ _LOADED: set[tuple[str, str]] = set()  # (uri, alias) loaded for search in this 
 
 
 @functools.lru_cache(maxsize=8)
-def _client(uri: str, token: str, timeout: float) -> Any:
+def _client(uri: str, token: str, timeout: float, db_name: str = "") -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
@@ -37,7 +37,7 @@ def _client(uri: str, token: str, timeout: float) -> Any:
         # (AllocTimestamp while waiting for an index); pymilvus falls back, so the trace is noise.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
     try:
-        return MilvusClient(uri=uri, token=token, timeout=timeout)
+        return MilvusClient(uri=uri, token=token, timeout=timeout, **({"db_name": db_name} if db_name else {}))
     except MilvusException as exc:
         if uri.startswith(("http://", "https://", "tcp://")):
             raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
@@ -48,7 +48,7 @@ def _client(uri: str, token: str, timeout: float) -> Any:
 
 def milvus_client(settings: Settings) -> Any:
     """The process's shared client for the configured Milvus (for collections outside a namespace's index)."""
-    return _client(settings.milvus_uri, settings.milvus_token, settings.milvus_timeout_s)
+    return _client(settings.milvus_uri, settings.milvus_token, settings.milvus_timeout_s, settings.milvus_db_name)
 
 
 FILTER_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r"})
@@ -90,7 +90,7 @@ class VectorStore:
             settings.ensure_dirs()
         self.settings = settings
         self.namespace = validate_namespace(namespace)
-        self.client = _client(settings.milvus_uri, settings.milvus_token, settings.milvus_timeout_s)
+        self.client = milvus_client(settings)
         self.alias = f"{settings.collection}__{namespace}"
         self.target = generation or self.alias  # what reads and writes address
 
