@@ -9,10 +9,20 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.routing import PathConverter
 
 from pagelens.answer import citation
-from pagelens.errors import DocumentError, DocumentNotFound, PageImageError, PageOutOfRange
-from pagelens.pageimage import document_path, render_page_png
+from pagelens.errors import (
+    ContentGone,
+    DocumentError,
+    DocumentNotFound,
+    PageImageError,
+    PageOutOfRange,
+    PageTooLarge,
+    RenderBusy,
+)
+from pagelens.names import printable
+from pagelens.pageimage import indexed_page_png
 from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import Settings
 from pagelens.store import InvalidNamespace, validate_namespace
@@ -79,22 +89,33 @@ def documents() -> Response:
                    documents=[document_json(r) for r in rows])
 
 
-@bp.get("/documents/<path:doc>/pages/<int:page>.png")
+class DocPathConverter(PathConverter):
+    """A doc id in a URL path: any characters, newlines included (the stock `path` stops at a newline)."""
+
+    regex = "[^/](?s:.)*?"
+
+
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("docpath", DocPathConverter))  # before the rule
+PAGE_IMAGE_ERRORS = {DocumentNotFound: (404, "document_not_found"), PageOutOfRange: (404, "page_not_found"),
+                     ContentGone: (410, "document_content_gone"), PageTooLarge: (422, "page_too_large"),
+                     RenderBusy: (503, "render_busy")}
+
+
+@bp.get("/documents/<docpath:doc>/pages/<int:page>.png")
 def page_image(doc: str, page: int) -> Response:
-    """One page of an indexed document as PNG, optionally with a box shaded, so a citation can be shown."""
+    """One page of an indexed document as PNG, from the bytes that were indexed (redacted words blacked out,
+    faces blurred), optionally with a box shaded, so a citation can be shown."""
     settings = _settings()
     namespace = _namespace_arg()
     authorize_namespace(namespace)
     bbox = _bbox_arg()
     try:
-        png = render_page_png(document_path(settings, namespace, doc), page, settings.api_page_dpi, bbox,
-                              passwords=settings.pdf_passwords, max_pixels=settings.max_image_pixels)
-    except PageImageError as exc:
-        code = {DocumentNotFound: "document_not_found", PageOutOfRange: "page_not_found"}.get(type(exc),
-                                                                                             "page_image_unavailable")
-        raise ApiError(404, code, str(exc)) from exc
+        png = indexed_page_png(settings, namespace, doc, page, settings.api_page_dpi, bbox)
+    except (PageImageError, PageTooLarge) as exc:
+        status, code = PAGE_IMAGE_ERRORS.get(type(exc), (404, "page_image_unavailable"))
+        raise ApiError(status, code, str(exc), {"Retry-After": "5"} if status == 503 else None) from exc
     except DocumentError as exc:
-        raise ApiError(422, "page_image_unavailable", f"cannot render '{doc}': {exc.reason}") from exc
+        raise ApiError(422, "page_image_unavailable", f"cannot render '{printable(doc)}': {exc.reason}") from exc
     response = Response(png, mimetype="image/png")
     response.cache_control.private = True  # the image needs a token: shared caches must not keep it
     response.cache_control.max_age = settings.api_page_max_age_s

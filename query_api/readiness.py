@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pagelens.embed import image_encoder, text_encoder
@@ -77,15 +78,20 @@ class Warmup:
             log.warning("Milvus not ready yet (queries will retry): %s", exc)
 
 
-def readiness(settings: Settings, warmup: Warmup) -> dict[str, dict[str, Any]]:
-    """{check: {"ok": bool, "detail": str}} for models, registry, milvus and collections."""
+Visible = Callable[[str], bool]  # which namespaces the caller may see named
+
+
+def readiness(settings: Settings, warmup: Warmup, visible: Visible | None = None) -> dict[str, dict[str, Any]]:
+    """{check: {"ok": bool, "detail": str}} for models, registry, milvus and collections; details name only
+    the namespaces `visible` allows (None: all). A collection found released is loaded again here, so
+    readiness recovers on its own once a store that failed at start-up answers."""
     if warmup.ready.is_set():
         models = {"ok": True, "detail": "text encoder" + (" and CLIP" if settings.clip_model else "") + " loaded"}
     else:
         models = {"ok": False, "detail": warmup.error or "loading"}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pagelens-readyz")
     try:
-        store = pool.submit(store_checks, settings).result(timeout=STORE_CHECK_TIMEOUT_S)
+        store = pool.submit(store_checks, settings, visible or (lambda _: True)).result(timeout=STORE_CHECK_TIMEOUT_S)
     except concurrent.futures.TimeoutError:
         store = {"milvus": {"ok": False, "detail": f"no answer from {settings.milvus_uri} within "
                                                   f"{STORE_CHECK_TIMEOUT_S:g} s"}}
@@ -94,7 +100,29 @@ def readiness(settings: Settings, warmup: Warmup) -> dict[str, dict[str, Any]]:
     return {"models": models, **store}
 
 
-def store_checks(settings: Settings) -> dict[str, dict[str, Any]]:
+PUBLIC_DETAIL = {"registry": ("reachable", "unreachable"), "milvus": ("reachable", "unreachable"),
+                 "collections": ("every indexed namespace is loaded", "not every indexed namespace is loaded")}
+
+
+def public_checks(checks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The checks as anyone may see them: pass or fail and the stage, never a namespace, a URI, a path or an
+    exception's text."""
+    public = {}
+    for name, check in checks.items():
+        if name == "models":
+            detail = check["detail"] if check["ok"] or check["detail"] == "loading" else "failed to load"
+        elif name == "collections" and check["detail"].startswith(NO_INDEX):
+            detail = NO_INDEX
+        else:
+            detail = PUBLIC_DETAIL.get(name, ("ok", "failed"))[0 if check["ok"] else 1]
+        public[name] = {"ok": check["ok"], "detail": detail}
+    return public
+
+
+NO_INDEX = "no namespace has an index yet"
+
+
+def store_checks(settings: Settings, visible: Visible) -> dict[str, dict[str, Any]]:
     from pymilvus.exceptions import MilvusException
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -102,19 +130,23 @@ def store_checks(settings: Settings) -> dict[str, dict[str, Any]]:
         namespaces = Registry(settings.registry_url).indexed_namespaces()
     except SQLAlchemyError as exc:
         return {"registry": {"ok": False, "detail": f"registry unreachable: {type(exc).__name__}"}}
-    registry = {"ok": True, "detail": f"{len(namespaces)} namespace(s) with indexed documents"}
+    shown = [ns for ns in namespaces if visible(ns)]
+    registry = {"ok": True, "detail": f"{len(shown)} namespace(s) with indexed documents"}
     try:
         stores = [VectorStore(settings, ns) for ns in namespaces]
         if not stores:
             milvus_client(settings).list_collections()  # any round trip proves Milvus answers
-        problems = [p for store in stores if (p := _collection_problem(store))]
+        problems = {store.namespace: p for store in stores if (p := _collection_problem(store))}
     except (StoreUnavailable, MilvusException) as exc:
         return {"registry": registry, "milvus": {"ok": False, "detail": str(exc)[:300]}}
     milvus = {"ok": True, "detail": f"reachable at {settings.milvus_uri}"}
     if not namespaces:
-        collections = {"ok": False, "detail": "no namespace has an index yet: run `pagelens ingest PATH --namespace NS`"}
+        collections = {"ok": False, "detail": f"{NO_INDEX}: run `pagelens ingest PATH --namespace NS`"}
     else:
-        collections = {"ok": not problems, "detail": "; ".join(problems) or f"loaded: {', '.join(namespaces)}"}
+        named = [p for ns, p in problems.items() if visible(ns)]
+        hidden = len(problems) - len(named)
+        detail = "; ".join(named + ([f"{hidden} other namespace(s) not loaded"] if hidden else []))
+        collections = {"ok": not problems, "detail": detail or f"loaded: {', '.join(shown) or '-'}"}
     return {"registry": registry, "milvus": milvus, "collections": collections}
 
 
@@ -122,4 +154,7 @@ def _collection_problem(store: VectorStore) -> str:
     if not store.exists():
         return f"'{store.namespace}' has indexed documents in the registry but no collection in Milvus"
     state = store.load_state()
+    if "Loaded" not in state and "Loading" not in state:
+        store.ensure_loaded(recheck=True)  # released (a store that came back, restarted): load it again
+        state = store.load_state()
     return "" if "Loaded" in state else f"'{store.namespace}' is not loaded ({state or 'unknown state'})"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pagelens.errors import DocumentNotFound, DocumentNotLocal, EncryptedDocument, PageOutOfRange
+from pagelens.errors import DocumentNotFound, EncryptedDocument, PageOutOfRange
 from pagelens.models import DocumentReport, Hit
-from pagelens.pageimage import document_path, hit_page_images, render_page_png
+from pagelens.pageimage import hit_page_images, render_page_png
 from pagelens.parse import extract_pages
 from pagelens.registry import Registry
 from pagelens.samples import PDF_NAME, PNG_NAME
@@ -98,37 +98,80 @@ def test_ocr_boxes_from_parse_land_on_the_ink_they_were_read_from(sample_docs: P
     assert covered.mean() < 0.6
 
 
-def record(settings: Settings, doc_id: str, source_uri: str, status: str = "indexed") -> None:
-    report = DocumentReport(doc=doc_id, status=status, source_uri=source_uri, content_sha256="sha")
+def record(settings: Settings, doc_id: str, source_uri: str, status: str = "indexed", sha: str = "0" * 64) -> None:
+    report = DocumentReport(doc=doc_id, status=status, source_uri=source_uri, content_sha256=sha)
     Registry(settings.registry_url).record("ns", report, "v1")
 
 
-def test_document_path_resolves_local_sources_and_explains_the_rest(settings: Settings, sample_docs: Path) -> None:
-    local = sample_docs / PDF_NAME
-    record(settings, "report.pdf", local.as_uri())
-    record(settings, "s3.pdf", "s3://bucket/reports/s3.pdf")
-    record(settings, "gone.pdf", (sample_docs / "gone.pdf").as_uri())
-    record(settings, "bad.pdf", local.as_uri(), status="quarantined")
-    assert document_path(settings, "ns", "report.pdf") == local
-    with pytest.raises(DocumentNotLocal, match="not kept locally"):
-        document_path(settings, "ns", "s3.pdf")
-    with pytest.raises(DocumentNotFound, match="no longer exists"):
-        document_path(settings, "ns", "gone.pdf")
+def kept(settings: Settings, path: Path) -> str:
+    """Put a file into the content store as ingest does; its hash."""
+    from pagelens.contentstore import content_store
+    from pagelens.sources.local import file_sha256
+
+    sha = file_sha256(path)
+    content_store(settings).put(sha, path)
+    return sha
+
+
+def test_indexed_content_comes_from_the_store_and_explains_the_rest(settings: Settings, sample_docs: Path,
+                                                                   tmp_path: Path) -> None:
+    from pagelens.errors import ContentGone
+    from pagelens.pageimage import indexed_content, indexed_record
+
+    copy = tmp_path / "report.pdf"
+    copy.write_bytes((sample_docs / PDF_NAME).read_bytes())
+    record(settings, "report.pdf", copy.as_uri(), sha=kept(settings, copy))
+    record(settings, "s3.pdf", "s3://bucket/reports/s3.pdf", sha=kept(settings, sample_docs / PNG_NAME))
+    record(settings, "never-kept.pdf", "s3://bucket/reports/other.pdf")
+    record(settings, "bad.pdf", copy.as_uri(), status="quarantined")
+    copy.write_bytes(b"%PDF-1.4 something else now")  # the source changed after ingest: the store still has it
+    stored = indexed_content(settings, indexed_record(settings, "ns", "report.pdf"))
+    assert stored.read_bytes() == (sample_docs / PDF_NAME).read_bytes()
+    assert indexed_content(settings, indexed_record(settings, "ns", "s3.pdf")).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ContentGone, match="no longer kept") as gone:
+        indexed_content(settings, indexed_record(settings, "ns", "never-kept.pdf"))
+    assert str(tmp_path) not in str(gone.value)
     with pytest.raises(DocumentNotFound, match="quarantined"):
-        document_path(settings, "ns", "bad.pdf")
+        indexed_record(settings, "ns", "bad.pdf")
     with pytest.raises(DocumentNotFound, match=r"no indexed document 'nope\.pdf'"):
-        document_path(settings, "ns", "nope.pdf")
+        indexed_record(settings, "ns", "nope.pdf")
 
 
-def test_document_path_decodes_file_uris(settings: Settings, tmp_path: Path) -> None:
+def test_tampered_store_bytes_count_as_gone(settings: Settings, sample_docs: Path) -> None:
+    from pagelens.contentstore import content_store
+    from pagelens.errors import ContentGone
+    from pagelens.pageimage import indexed_content, indexed_record
+
+    sha = kept(settings, sample_docs / PDF_NAME)
+    record(settings, "report.pdf", "s3://bucket/report.pdf", sha=sha)
+    stored = content_store(settings).get(sha)
+    assert stored is not None
+    stored.write_bytes(stored.read_bytes() + b"%tampered")
+    with pytest.raises(ContentGone):
+        indexed_content(settings, indexed_record(settings, "ns", "report.pdf"))
+
+
+def test_documents_indexed_before_the_store_are_taken_from_their_unchanged_file(settings: Settings,
+                                                                                 tmp_path: Path) -> None:
+    from pagelens.errors import ContentGone
+    from pagelens.pageimage import indexed_content, indexed_record
+    from pagelens.sources.local import file_sha256
+
     odd = tmp_path / "Q3 résumé #1.png"
     Image.new("RGB", (10, 10)).save(odd)
-    record(settings, "odd.png", odd.as_uri())
-    assert document_path(settings, "ns", "odd.png") == odd
+    record(settings, "odd.png", odd.as_uri(), sha=file_sha256(odd))
+    assert indexed_content(settings, indexed_record(settings, "ns", "odd.png")).read_bytes() == odd.read_bytes()
+    changed = tmp_path / "changed.png"
+    Image.new("RGB", (10, 10), "red").save(changed)
+    record(settings, "changed.png", changed.as_uri(), sha=file_sha256(changed))
+    Image.new("RGB", (12, 10)).save(changed)  # different bytes than were indexed: never shown as that document
+    with pytest.raises(ContentGone):
+        indexed_content(settings, indexed_record(settings, "ns", "changed.png"))
 
 
-def test_hit_page_images_render_local_pages_and_skip_what_cannot_be_shown(settings: Settings, sample_docs: Path) -> None:
-    record(settings, "report.pdf", (sample_docs / PDF_NAME).as_uri())
+def test_hit_page_images_render_kept_pages_and_skip_what_cannot_be_shown(settings: Settings, sample_docs: Path) -> None:
+    record(settings, "report.pdf", "sharepoint://contoso/Shared%20Documents/report.pdf",
+           sha=kept(settings, sample_docs / PDF_NAME))
     record(settings, "remote.pdf", "sharepoint://contoso/Shared%20Documents/remote.pdf")
     page_png = hit_page_images(settings, "ns", dpi=36)
     hit = Hit(id="1", doc_id="report.pdf", page=2, kind="table", bbox=[56, 150, 540, 330], score=1.0, text="")

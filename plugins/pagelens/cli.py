@@ -6,18 +6,23 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from pagelens.errors import RegistrySchemaError, StoreUnavailable
 from pagelens.models import DocumentReport
+from pagelens.names import printable
+from pagelens.procs import exit_on_sigterm
 from pagelens.settings import get_settings
 from pagelens.sources import SourceError
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        exit_on_sigterm()  # SIGTERM unwinds like Ctrl-C: parse workers and a Lite server child are stopped
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("pdfminer", "httpx", "transformers"):
@@ -145,8 +150,8 @@ def _ingest(args: argparse.Namespace) -> int:
 def _print_reports(reports: list[DocumentReport]) -> None:
     print(f"{'document':42} {'status':11} {'pages':>5} {'ocr':>4} {'tables':>6} {'chunks':>6} {'sec':>7}  reason")
     for r in reports:
-        print(f"{r.doc[-42:]:42} {r.status:11} {r.pages:5} {r.ocr_pages:4} {r.tables:6} {r.chunks:6} "
-              f"{r.seconds:7.2f}  {r.reason}")
+        print(f"{printable(r.doc)[-42:]:42} {r.status:11} {r.pages:5} {r.ocr_pages:4} {r.tables:6} {r.chunks:6} "
+              f"{r.seconds:7.2f}  {printable(r.reason)}")
 
 
 def _documents(args: argparse.Namespace) -> int:

@@ -33,6 +33,18 @@ class UnsupportedDocument(DocumentError):
     kind = "unsupported"
 
 
+class OutsideSource(DocumentError):
+    """A listed name that leads out of its source (a symlink to elsewhere, `..`): never read."""
+
+    kind = "outside-source"
+
+
+class PageTooLarge(DocumentError):
+    """A page whose raster would exceed the render pixel cap even at the lowest resolution used."""
+
+    kind = "page-too-large"
+
+
 class StoreUnavailable(RuntimeError):
     """Milvus could not be reached; retriable (Airflow retries the task)."""
 
@@ -50,12 +62,16 @@ class PageImageError(LookupError):
 
 
 class DocumentNotFound(PageImageError):
-    """The namespace has no indexed document of that id, or its file is gone."""
-
-
-class DocumentNotLocal(PageImageError):
-    """The document came from a remote source (S3, SharePoint) whose files are not kept locally."""
+    """The namespace has no indexed document of that id."""
 
 
 class PageOutOfRange(PageImageError):
     """The document has no page of that number."""
+
+
+class ContentGone(PageImageError):
+    """The indexed bytes of a document are no longer in the content store (or no longer match their hash)."""
+
+
+class RenderBusy(PageImageError):
+    """Every render slot of this process stayed taken for the whole wait; retry shortly."""

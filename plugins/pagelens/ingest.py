@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from pagelens.chunk import chunk_pages
+from pagelens.contentstore import content_store
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
 from pagelens.models import Chunk, DocumentReport, Page
+from pagelens.names import printable
 from pagelens.parsepool import ParsePool
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import DocumentRecord, Registry
@@ -144,6 +146,8 @@ def _fetch(doc: SourceDocument, source: Source, namespace: str, settings: Settin
             store.delete_document(doc.doc_id)
             registry.mark_deleted(namespace, [doc.doc_id])
             return DocumentReport(doc=doc.doc_id, status="deleted", reason="removed from the source during the run")
+        except DocumentError as exc:  # refused before reading (a link out of the folder): nothing of it stays
+            return _quarantine(doc, exc, store, 0.0)
     if check_current and registry.is_current(namespace, doc.doc_id, doc.content_sha256, model_version(settings)):
         registry.update_etag(namespace, doc.doc_id, doc.etag)  # next run skips it without fetching
         return _report(doc, status="skipped", reason="unchanged content")
@@ -155,15 +159,20 @@ def _report(doc: SourceDocument, **fields: Any) -> DocumentReport:
                           content_sha256=doc.content_sha256, **fields)
 
 
+def _quarantine(doc: SourceDocument, exc: DocumentError, store: VectorStore, seconds: float) -> DocumentReport:
+    store.delete_document(doc.doc_id)  # a replaced file that is now bad leaves nothing stale
+    log.warning("Quarantined %s: %s", printable(doc.doc_id), printable(exc.reason))
+    return _report(doc, status="quarantined", reason=exc.reason, seconds=round(seconds, 2))
+
+
 def index_document(doc: SourceDocument, namespace: str, settings: Settings, store: VectorStore,
                    parse: Callable[[SourceDocument], list[Page]]) -> DocumentReport:
     start = time.perf_counter()
     try:
         pages = parse(doc)
     except DocumentError as exc:
-        store.delete_document(doc.doc_id)  # a replaced file that is now bad leaves nothing stale
-        log.warning("Quarantined %s: %s", doc.doc_id, exc.reason)
-        return _report(doc, status="quarantined", reason=exc.reason, seconds=round(time.perf_counter() - start, 2))
+        return _quarantine(doc, exc, store, time.perf_counter() - start)
+    content_store(settings).put(doc.content_sha256, Path(doc.path))  # page images show these very bytes
     chunks = chunk_pages(pages, namespace=namespace, doc_id=doc.doc_id, source_uri=doc.source_uri,
                          content_sha256=doc.content_sha256, model_version=model_version(settings),
                          target_chars=settings.chunk_chars, max_chars=settings.chunk_max_chars)

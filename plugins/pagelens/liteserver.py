@@ -7,6 +7,8 @@ It binds 127.0.0.1 only (its own default is every interface, without authenticat
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from pagelens import procs
 from pagelens.errors import StoreUnavailable
 from pagelens.settings import Settings
 
@@ -42,12 +45,17 @@ def start(data_dir: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> 
                "--port", str(port)]
     output = open(log, "ab") if log else None  # the child writes to its own copy of the descriptor
     try:
-        # its own session: a Ctrl-C reaches only us, and stop() then sends the one SIGINT it shuts down on
+        # its own session: a Ctrl-C reaches only us, and stop() then sends the one SIGINT it shuts down on;
+        # if we die without stopping it (SIGKILL), the kernel sends that SIGINT, so the lock is never orphaned
         return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT if output else None,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=functools.partial(_stop_with_parent, os.getpid()))
     finally:
         if output:
             output.close()
+
+
+def _stop_with_parent(parent_pid: int) -> None:
+    procs.die_with_parent(parent_pid, signal.SIGINT)
 
 
 def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = READY_TIMEOUT_S,

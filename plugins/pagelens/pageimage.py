@@ -1,4 +1,6 @@
-"""Page images: one page of a source document rendered to PNG, the evidence box shaded, for vision models and the API."""
+"""Page images: one page of an indexed document rendered to PNG from the exact bytes that were indexed (the
+content store), with the words that held personal data blacked out, faces blurred and the evidence box shaded;
+for the API and for vision models."""
 
 from __future__ import annotations
 
@@ -11,43 +13,57 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from pagelens.contentstore import REGIONS, content_store
 from pagelens.errors import (
+    ContentGone,
     DocumentError,
     DocumentNotFound,
-    DocumentNotLocal,
     PageImageError,
     PageOutOfRange,
+    PageTooLarge,
     UnsupportedDocument,
 )
-from pagelens.models import Hit
-from pagelens.parse import IMAGE_SUFFIXES, capped_dpi, image_dpi
+from pagelens.models import BBox, Hit, Page
+from pagelens.names import printable
+from pagelens.parse import IMAGE_SUFFIXES, image_dpi
 from pagelens.pdfcheck import open_password
-from pagelens.registry import Registry
+from pagelens.redact import blur_faces, redacted_regions
+from pagelens.registry import DocumentRecord, Registry
+from pagelens.rendercap import check_raster, render_dpi, render_slot
 from pagelens.settings import Settings
+from pagelens.sources.local import file_sha256
 
 HIGHLIGHT_FILL = (255, 200, 0, 90)  # translucent amber: the text under it stays readable
 HIGHLIGHT_OUTLINE = (230, 110, 0, 255)
-MAX_PAGE_PIXELS = 25_000_000  # an A4 page at ~500 dpi; higher requests are rendered at the dpi that fits
+MAX_PAGE_PIXELS = 25_000_000  # default cap of a bare render_page_png call; indexed pages use the settings' cap
+REDACTION_PAD_PT = 1.0  # black boxes reach a point past the word's box: no glyph edges left at the border
 
 log = logging.getLogger(__name__)
 PixelBox = Callable[[Sequence[float]], tuple[float, float, float, float]]
 
 
 def render_page_png(path: Path, page: int, dpi: int, highlight_bbox: Sequence[float] | None = None, *,
-                    passwords: Sequence[str] = (), max_pixels: int = MAX_PAGE_PIXELS) -> bytes:
-    """PNG of page `page` (1-based) at `dpi`, with `highlight_bbox` shaded.
+                    passwords: Sequence[str] = (), max_pixels: int = MAX_PAGE_PIXELS, suffix: str = "",
+                    blackout: Sequence[Sequence[float]] = (), blur: bool = False) -> bytes:
+    """PNG of page `page` (1-based) at `dpi` (lowered for big pages, PageTooLarge past the cap), with the
+    `blackout` boxes filled black, faces blurred if `blur`, and `highlight_bbox` shaded.
 
-    The box is (x0, top, x1, bottom) in PDF points from the page's top-left corner, as parse.py writes
-    chunk boxes: pdfplumber's space for PDF pages (OCR'd ones included), pixels * 72 / dpi-tag for scans.
-    Scans are returned as themselves, only scaled down when `dpi` is below their own resolution.
+    Boxes are (x0, top, x1, bottom) in PDF points from the page's top-left corner, as parse.py writes chunk and
+    word boxes: pdfplumber's space for PDF pages (OCR'd ones included), pixels * 72 / dpi-tag for scans.
+    Scans are returned as themselves, only scaled down when `dpi` is below their own resolution. `suffix`
+    names the format when the file's own name has none (content-store files are named by hash).
     """
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     if suffix == ".pdf":
         image, to_pixels = _pdf_page(path, page, dpi, list(passwords), max_pixels)
     elif suffix in IMAGE_SUFFIXES:
         image, to_pixels = _scan_page(path, page, dpi, max_pixels)
     else:
         raise UnsupportedDocument(f"cannot render '{suffix}' files (use PDF or {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if blackout:
+        _black_out(image, [to_pixels(_padded(box)) for box in blackout])
+    if blur:
+        image = blur_faces(image)
     if highlight_bbox is not None:
         _shade(image, to_pixels(highlight_bbox))
     buffer = io.BytesIO()
@@ -55,22 +71,81 @@ def render_page_png(path: Path, page: int, dpi: int, highlight_bbox: Sequence[fl
     return buffer.getvalue()
 
 
-def document_path(settings: Settings, namespace: str, doc_id: str) -> Path:
-    """The local file an indexed document was read from (its registry `source_uri`)."""
+def indexed_page_png(settings: Settings, namespace: str, doc_id: str, page: int, dpi: int,
+                     highlight_bbox: Sequence[float] | None = None) -> bytes:
+    """The page as it was indexed: from the content store's bytes (never the source's current file), redacted
+    words blacked out when `redact_pii` is on, faces blurred when `blur_faces` is on; at most
+    `api_render_concurrency` renders at once in this process."""
+    record = indexed_record(settings, namespace, doc_id)
+    path = indexed_content(settings, record)
+    suffix = Path(doc_id).suffix
+    blackout = page_regions(settings, record, path, page) if settings.redact_pii else []
+    with render_slot(settings.api_render_concurrency, settings.api_render_wait_s):
+        return render_page_png(path, page, dpi, highlight_bbox, passwords=settings.pdf_passwords,
+                               max_pixels=settings.max_render_pixels, suffix=suffix, blackout=blackout,
+                               blur=settings.blur_faces)
+
+
+def indexed_record(settings: Settings, namespace: str, doc_id: str) -> DocumentRecord:
     record = Registry(settings.registry_url).get(namespace, doc_id)
     if record is None or record.status != "indexed":
         state = f" (it is {record.status})" if record else ""
-        raise DocumentNotFound(f"namespace '{namespace}' has no indexed document '{doc_id}'{state}; "
+        raise DocumentNotFound(f"namespace '{namespace}' has no indexed document '{printable(doc_id)}'{state}; "
                                f"list them with `pagelens documents --namespace {namespace}`")
-    uri = urlparse(record.source_uri)
-    if uri.scheme != "file":
-        raise DocumentNotLocal(f"'{doc_id}' was indexed from {record.source_uri}: documents from S3 and SharePoint "
-                               "are not kept locally, so their pages cannot be rendered here; open the source instead")
-    path = Path(url2pathname(uri.path))
-    if not path.is_file():
-        raise DocumentNotFound(f"'{doc_id}' was indexed from {path}, which no longer exists; "
-                               f"re-run `pagelens ingest` on its folder to update the index")
+    return record
+
+
+def indexed_content(settings: Settings, record: DocumentRecord) -> Path:
+    """A local file with the document's indexed bytes, checked against the recorded hash.
+
+    Documents indexed before the content store existed are taken from their local file once, and only if
+    its bytes still hash to what was indexed.
+    """
+    store = content_store(settings)
+    path = store.get(record.content_sha256)
+    if path is None and (legacy := _unchanged_local_file(record)) is not None:
+        store.put(record.content_sha256, legacy)
+        path = store.get(record.content_sha256)
+    if path is None:
+        raise ContentGone(f"the indexed content of '{printable(record.doc_id)}' is no longer kept; re-run "
+                          f"`pagelens ingest` on its source to index it (and show its pages) again")
     return path
+
+
+def _unchanged_local_file(record: DocumentRecord) -> Path | None:
+    uri = urlparse(record.source_uri)
+    if uri.scheme != "file" or len(record.content_sha256) != 64:
+        return None
+    path = Path(url2pathname(uri.path))
+    try:
+        return path if path.is_file() and file_sha256(path) == record.content_sha256 else None
+    except OSError:
+        return None
+
+
+def page_regions(settings: Settings, record: DocumentRecord, path: Path, page: int) -> list[BBox]:
+    """Boxes (PDF points) of the page's words that hold personal data, as ingest recorded them; a document
+    parsed from the parse cache (which keeps no word boxes) has that page parsed again once, here."""
+    store = content_store(settings)
+    regions = store.get_json(record.content_sha256, REGIONS) or {}
+    if str(page) not in regions:
+        from pagelens.parse import extract_pages
+
+        suffix = Path(record.doc_id).suffix.lower()
+        try:
+            pages = extract_pages(path, settings, (page, page) if suffix == ".pdf" else None, record.doc_id,
+                                  suffix=suffix)
+        except DocumentError as exc:
+            raise PageImageError(f"cannot find the personal data of '{printable(record.doc_id)}' page {page} to "
+                                 f"black it out ({exc.reason})") from exc
+        regions = {**regions, **redacted_regions(pages)}
+        store.put_json(record.content_sha256, REGIONS, regions)
+    return [tuple(box) for box in regions.get(str(page), [])]  # type: ignore[misc]
+
+
+def store_regions(settings: Settings, content_sha256: str, pages: list[Page]) -> None:
+    """Record, at ingest, where each page's personal data is (its pages still carry their word boxes)."""
+    content_store(settings).put_json(content_sha256, REGIONS, redacted_regions(pages))
 
 
 def hit_page_images(settings: Settings, namespace: str, dpi: int | None = None) -> Callable[[Hit], bytes | None]:
@@ -78,11 +153,9 @@ def hit_page_images(settings: Settings, namespace: str, dpi: int | None = None) 
 
     def page_png(hit: Hit) -> bytes | None:
         try:
-            path = document_path(settings, namespace, hit.doc_id)
-            return render_page_png(path, hit.page, dpi or settings.llm_image_dpi, hit.bbox,
-                                   passwords=settings.pdf_passwords, max_pixels=settings.max_image_pixels)
+            return indexed_page_png(settings, namespace, hit.doc_id, hit.page, dpi or settings.llm_image_dpi, hit.bbox)
         except (PageImageError, DocumentError) as exc:
-            log.info("No page image for %s page %s: %s", hit.doc_id, hit.page, exc)
+            log.info("No page image for %s page %s: %s", printable(hit.doc_id), hit.page, printable(str(exc)))
             return None
 
     return page_png
@@ -92,10 +165,10 @@ def _pdf_page(path: Path, page: int, dpi: int, passwords: list[str], max_pixels:
     import pdfplumber
 
     with pdfplumber.open(path, password=open_password(path, passwords)) as pdf:
-        _check_page(page, len(pdf.pages), path)
+        _check_page(page, len(pdf.pages))
         pdf_page = pdf.pages[page - 1]
-        rendered = pdf_page.to_image(resolution=capped_dpi(float(pdf_page.width), float(pdf_page.height), dpi, max_pixels),
-                                     antialias=True)  # smooth text for people and vision models
+        resolution = render_dpi(float(pdf_page.width), float(pdf_page.height), dpi, max_pixels, f"page {page}")
+        rendered = pdf_page.to_image(resolution=resolution, antialias=True)  # smooth text for people and vision models
         image = rendered.original.convert("RGB")
         (left, top), scale = rendered.bbox[:2], rendered.scale  # the same projection pdfplumber draws with
 
@@ -108,10 +181,20 @@ def _pdf_page(path: Path, page: int, dpi: int, passwords: list[str], max_pixels:
 def _scan_page(path: Path, page: int, dpi: int, max_pixels: int) -> tuple[Any, PixelBox]:
     from PIL import Image
 
-    with Image.open(path) as scan:
-        _check_page(page, getattr(scan, "n_frames", 1), path)
+    try:
+        scan_file = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise PageTooLarge(f"the scan is over Pillow's decompression-bomb limit ({exc})") from exc
+    with scan_file as scan:
+        _check_page(page, getattr(scan, "n_frames", 1))
         scan.seek(page - 1)
         native_dpi = image_dpi(scan)
+        width, height = scan.size
+        if scan.format == "JPEG" and width * height > max_pixels:  # JPEG decodes at 1/2, 1/4, 1/8 size directly
+            scale = math.sqrt(max_pixels / (width * height))
+            scan.draft("RGB", (math.floor(width * scale), math.floor(height * scale)))
+        check_raster(*scan.size, max_pixels, f"page {page}")  # from the header: nothing decoded yet
+        native_dpi *= scan.size[0] / width
         image = scan.convert("RGB")
     factor = min(1.0, dpi / native_dpi, math.sqrt(max_pixels / max(image.width * image.height, 1)))
     if factor < 1.0:
@@ -126,9 +209,26 @@ def _scan_page(path: Path, page: int, dpi: int, max_pixels: int) -> tuple[Any, P
     return image, to_pixels
 
 
-def _check_page(page: int, count: int, path: Path) -> None:
+def _check_page(page: int, count: int) -> None:
     if not 1 <= page <= count:
-        raise PageOutOfRange(f"page {page} does not exist: {path.name} has {count} page(s), numbered from 1")
+        raise PageOutOfRange(f"page {page} does not exist: the document has {count} page(s), numbered from 1")
+
+
+def _padded(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """Word boxes from font metrics can be a glyph short (pdfminer's width of `@` or a last `m`): pad by a
+    third of the line height sideways, a point up and down."""
+    side = max(REDACTION_PAD_PT, (box[3] - box[1]) / 3)
+    return (box[0] - side, box[1] - REDACTION_PAD_PT, box[2] + side, box[3] + REDACTION_PAD_PT)
+
+
+def _black_out(image: Any, boxes: list[tuple[float, float, float, float]]) -> None:
+    """Fill each box (pixels) solid black, in place: what a redacted word said is gone, not blurred."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    for left, top, right, bottom in boxes:
+        if right > left and bottom > top:
+            draw.rectangle((math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom)), fill=(0, 0, 0))
 
 
 def _shade(image: Any, box: tuple[float, float, float, float]) -> None:

@@ -15,6 +15,7 @@ from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError, U
 from pagelens.models import BBox, Block, Page
 from pagelens.ocr import OcrResult, ocr_image, union
 from pagelens.pdfcheck import check_pdf
+from pagelens.rendercap import check_raster, render_dpi
 from pagelens.settings import Settings
 from pagelens.textquality import needs_ocr
 from pagelens.tracing import span
@@ -31,13 +32,14 @@ _FATAL_PDFMINER_WARNINGS = ("Data-loss while decompressing", "circular reference
 
 
 def extract_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None = None,
-                  doc_id: str = "") -> list[Page]:
+                  doc_id: str = "", suffix: str = "") -> list[Page]:
     """Parse one document; raise a DocumentError (the quarantine reason) if it cannot be read safely.
 
     `page_range` (first, last; 1-based, inclusive) parses part of a PDF, so big files can be split over workers.
-    `doc_id` labels the per-page spans (default: the file name).
+    `doc_id` labels the per-page spans (default: the file name). `suffix` names the format of a file whose
+    own name has none (content-store files are named by hash).
     """
-    suffix = path.suffix.lower()
+    suffix = (suffix or path.suffix).lower()
     if suffix == ".pdf":
         return _pdf_pages(path, settings, page_range, doc_id or path.name)
     if suffix in IMAGE_SUFFIXES:
@@ -78,7 +80,8 @@ def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | Non
     from pdfminer.psparser import PSException
     from pdfplumber.utils.exceptions import PdfminerException
 
-    password = check_pdf(path, settings.pdf_passwords, settings.max_image_pixels, settings.max_pages)
+    password = check_pdf(path, settings.pdf_passwords, settings.max_image_pixels, settings.max_pages,
+                         settings.max_render_pixels)
     vocab = settings.text_model_dir() / "vocab.txt"
     pool = _OcrPool()
     pages: list[Page] = []
@@ -114,7 +117,7 @@ def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, po
     raster = None
     if needs_ocr(layer_text, vocab):
         page.ocr = True
-        raster, scale = _render(p, settings.ocr_dpi, settings.max_image_pixels)
+        raster, scale = _render(p, settings.ocr_dpi, settings.max_render_pixels)
         pool.submit(lambda: ocr_image(raster, settings.ocr_lang, scale), lambda r: _set_ocr(page, r))
     else:
         page.words = [(w["text"], _bbox(w)) for w in p.extract_words()]  # type: ignore[attr-defined]
@@ -124,14 +127,14 @@ def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, po
         page.blocks = [b for b in _text_blocks(p, boxes) if not any(_inside(b.bbox, t) for t in table_boxes)]
         page.blocks += [Block(text, tuple(t.bbox), "table") for t in tables if (text := _table_text(t.extract()))]
         if figures and settings.ocr_figures:
-            raster, scale = _render(p, settings.ocr_dpi, settings.max_image_pixels)
+            raster, scale = _render(p, settings.ocr_dpi, settings.max_render_pixels)
             for fig in figures:
                 crop = raster.crop(tuple(round(v / scale) for v in fig))
                 pool.submit(lambda c=crop, f=fig: ocr_image(c, settings.ocr_lang, scale, (f[0], f[1]), "figure"),
                             lambda r, f=fig: _add_figure_text(page, r, f))
     if want_clip:
         if raster is None:
-            raster, scale = _render(p, 150, settings.max_image_pixels)
+            raster, scale = _render(p, 150, settings.max_render_pixels)
         page.image = _thumbnail(raster)
         page.figures = [(fig, _thumbnail(raster.crop(tuple(round(v / scale) for v in fig)))) for fig in figures]
     return page
@@ -202,17 +205,11 @@ def _figure_boxes(pdf_page: object, min_area: float) -> list[BBox]:
 
 
 def _render(pdf_page: object, dpi: int, max_pixels: int) -> tuple[object, float]:
-    """Rasterise with /Rotate applied; lower the dpi for huge pages. Returns (image, points per pixel)."""
+    """Rasterise with /Rotate applied; lower the dpi for huge pages (rendercap). Returns (image, points per pixel)."""
     p = pdf_page
-    dpi = capped_dpi(float(p.width), float(p.height), dpi, max_pixels)  # type: ignore[attr-defined]
+    dpi = int(render_dpi(float(p.width), float(p.height), dpi, max_pixels, f"page {p.page_number}"))  # type: ignore[attr-defined]
     image = p.to_image(resolution=dpi).original.convert("RGB")  # type: ignore[attr-defined]
     return image, 72.0 / dpi
-
-
-def capped_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int:
-    """The requested resolution, lowered so a page of this size (PDF points) stays under `max_pixels`."""
-    area_in = width_pt * height_pt / 72**2
-    return min(dpi, int((max_pixels / max(area_in, 1e-6)) ** 0.5))
 
 
 def image_dpi(image: object) -> float:
@@ -257,6 +254,7 @@ def _image_pages(path: Path, settings: Settings, doc: str) -> list[Page]:
             for frame in range(min(getattr(image, "n_frames", 1), settings.max_pages)):
                 with span("preprocess_page", doc=doc, page=frame + 1, ocr=True):
                     image.seek(frame)
+                    check_scan(image, settings, f"page {frame + 1}")  # from the header, before decoding
                     rgb = image.convert("RGB")
                     scale = 72.0 / image_dpi(image)
                     page = Page(number=frame + 1, width=rgb.width * scale, height=rgb.height * scale, ocr=True)
@@ -266,13 +264,28 @@ def _image_pages(path: Path, settings: Settings, doc: str) -> list[Page]:
                         page.image = _thumbnail(rgb)
                     pages.append(page)
             pool.drain()
-    except Image.DecompressionBombError as exc:
-        raise DecompressionBomb(f"{exc} (PAGELENS_MAX_IMAGE_PIXELS)") from exc
+    except Image.DecompressionBombError as exc:  # Pillow refuses at open what is over twice its cap
+        raise DecompressionBomb(f"{_bomb_size(exc)}over the cap of {settings.max_image_pixels:,} px "
+                                "(PAGELENS_MAX_IMAGE_PIXELS)") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise CorruptDocument(f"the image cannot be decoded ({exc})") from exc
     finally:
         pool.close()
     return pages
+
+
+def check_scan(image: object, settings: Settings, what: str) -> None:
+    """A scan's frame against both caps, from its header (nothing decoded yet)."""
+    width, height = image.size  # type: ignore[attr-defined]
+    if width * height > settings.max_image_pixels:
+        raise DecompressionBomb(f"{what} is {width} x {height} = {width * height:,} px, over the cap of "
+                                f"{settings.max_image_pixels:,} px (PAGELENS_MAX_IMAGE_PIXELS)")
+    check_raster(width, height, settings.max_render_pixels, what)
+
+
+def _bomb_size(exc: Exception) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"the image is {int(found.group(1)):,} px, " if found else ""
 
 
 @contextmanager

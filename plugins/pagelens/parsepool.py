@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import resource
+import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -16,25 +18,41 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from pagelens import tracing
+from pagelens import procs, tracing
 from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError
 from pagelens.models import Page
+from pagelens.pageimage import store_regions
 from pagelens.parse import extract_pages
 from pagelens.parsecache import cached_pages, store_pages
 from pagelens.settings import Settings
 from pagelens.sources import SourceDocument
 
 SPLIT_MIN_PAGES = 24  # PDFs at least this long are parsed as page ranges on several workers
+TERMINATE_GRACE_S = 5.0
 
 
 Parsed = tuple[list[Page], list[dict[str, Any]], DocumentError | None]  # pages, worker spans, the refusal
 
 
 def _init_worker(max_bytes: int, traced: bool) -> None:
-    """Cap the worker's address space; record its spans for the parent when the run is traced."""
+    """Cap the worker's address space; record its spans for the parent when the run is traced.
+
+    A worker ends with the run: SIGTERM (from `ParsePool.terminate`, or from the kernel when the parent dies,
+    even by SIGKILL) kills its running Tesseract and exits at once. Ctrl-C is left to the parent, which then
+    terminates the workers.
+    """
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+    parent = multiprocessing.parent_process()
+    procs.die_with_parent(parent.pid if parent and parent.pid else os.getppid(), signal.SIGTERM)
     if traced:
         tracing.collect_worker_spans()
+
+
+def _stop_worker(signum: int, frame: object) -> None:
+    procs.kill_children(signal.SIGKILL)
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager
@@ -143,6 +161,7 @@ class ParsePool:
             self._restart(doc)
             pages = self._retry_alone(doc)
         store_pages(doc.content_sha256, self.settings, pages)
+        store_regions(self.settings, doc.content_sha256, pages)  # word boxes are at hand only now
         return pages
 
     def _restart(self, culprit: SourceDocument) -> None:
@@ -170,8 +189,25 @@ class ParsePool:
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
+    def terminate(self) -> None:
+        """Stop now (the run is failing or was told to stop): SIGTERM each worker, which kills its Tesseract;
+        SIGKILL whatever is still there after a grace period. Waiting for running parses could take minutes."""
+        processes = list(getattr(self.executor, "_processes", {}).values())  # no public API before Python 3.14
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError, AttributeError):
+                process.terminate()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(TERMINATE_GRACE_S)
+            if process.is_alive():
+                process.kill()
+                process.join(TERMINATE_GRACE_S)
+
     def __enter__(self) -> ParsePool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()

@@ -10,13 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from pagelens.errors import CorruptDocument, DecompressionBomb, EmptyDocument, EncryptedDocument
+from pagelens.rendercap import MIN_RENDER_DPI, render_dpi
 
 # Filters that only make sense on images; a content stream using one is a bomb or garbage.
 _IMAGE_ONLY_FILTERS = {"/JBIG2Decode", "/DCTDecode", "/JPXDecode", "/CCITTFaxDecode"}
 
 
-def check_pdf(path: Path, passwords: list[str], max_image_pixels: int, max_pages: int) -> str:
-    """Raise a DocumentError if the PDF must not be parsed; return the password that opens it."""
+def check_pdf(path: Path, passwords: list[str], max_image_pixels: int, max_pages: int,
+              max_render_pixels: int | None = None) -> str:
+    """Raise a DocumentError if the PDF must not be parsed; return the password that opens it.
+
+    With `max_render_pixels`, a page too big to render within it (rendercap) is refused here, before any
+    renderer allocates its raster: its page images could never be shown either.
+    """
     import pikepdf
 
     if path.stat().st_size == 0:
@@ -29,7 +35,7 @@ def check_pdf(path: Path, passwords: list[str], max_image_pixels: int, max_pages
             if len(pdf.pages) > max_pages:
                 raise CorruptDocument(f"{len(pdf.pages)} pages exceeds the cap of {max_pages} (PAGELENS_MAX_PAGES)")
             for number, page in enumerate(pdf.pages, start=1):
-                _check_page(page, number, max_image_pixels)
+                _check_page(page, number, max_image_pixels, max_render_pixels)
     except pikepdf.PdfError as exc:
         raise CorruptDocument(f"qpdf cannot read the file ({_short(exc)})") from exc
     return password
@@ -53,12 +59,17 @@ def open_password(path: Path, passwords: list[str]) -> str:
     )
 
 
-def _check_page(page: object, number: int, max_image_pixels: int) -> None:
+def _check_page(page: object, number: int, max_image_pixels: int, max_render_pixels: int | None) -> None:
     import pikepdf
 
-    box = [float(v) for v in page.obj.get("/MediaBox", [0, 0, 612, 792])]  # type: ignore[attr-defined]
+    try:  # inherited from the page tree when the page has none of its own
+        box = [float(v) for v in page.mediabox]  # type: ignore[attr-defined]
+    except (AttributeError, TypeError, ValueError, pikepdf.PdfError):
+        box = []
     if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
         raise CorruptDocument(f"page {number} has an inverted or empty MediaBox {box}")
+    if max_render_pixels:
+        render_dpi(box[2] - box[0], box[3] - box[1], MIN_RENDER_DPI, max_render_pixels, f"page {number}")
     contents = page.obj.get("/Contents")  # type: ignore[attr-defined]
     streams = [contents] if isinstance(contents, pikepdf.Stream) else list(contents or [])
     for stream in streams:

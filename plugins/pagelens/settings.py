@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     max_pages: int = 2000
     parse_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)  # parser processes per batch
     parse_memory_mb: int = 6144  # address-space cap of each parser process
+    max_render_pixels: int = 50_000_000  # pixel cap of every page raster (ingest OCR, API and LLM page images)
 
     # Sized so a chunk and its document title fit MiniLM's 256 tokens (~1k characters of prose): the dense
     # vector then sees the whole chunk, not its first half.
@@ -78,6 +79,7 @@ class Settings(BaseSettings):
     sharepoint_conn_id: str = "sharepoint_default"  # Airflow connection SharePoint sources read through
     milvus_conn_id: str = "milvus_default"  # Airflow connection DAG tasks reach Milvus through (if defined)
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
+    content_store: str = ""  # indexed bytes, for page images: empty = <data_dir>/content; s3://bucket/prefix (aws_conn_id)
 
     # --- execution: where the encode step runs ---
     execution: Literal["local", "kubernetes"] = "local"  # read when DAG files are parsed
@@ -115,6 +117,9 @@ class Settings(BaseSettings):
     api_page_dpi: int = 110  # page images served to clients (an A4 page ~ 910x1290 px)
     api_page_max_age_s: int = 3600  # Cache-Control max-age of page images (private: they need a token)
     api_warm_on_start: bool = True  # load models and the Milvus client in the background when a worker starts
+    api_render_concurrency: int = 2  # page images rendered at once per worker process (each may take ~0.5 GB)
+    api_render_wait_s: float = 10.0  # a page request waits this long for a render slot, then 503 render_busy
+    api_readyz_detail: bool = False  # /readyz details (namespaces, store URI) without a token; else counts only
     api_model_aliases: dict[str, str] = Field(default_factory=dict)  # chat model name -> namespace (JSON)
     api_chat_rewrite: Literal["auto", "rules", "llm", "off"] = "auto"  # follow-ups: auto = llm if an endpoint is set
     api_chat_history_messages: int = 20  # earlier chat messages read as context for a follow-up

@@ -63,7 +63,7 @@ def quote(value: str) -> str:
     return '"' + value.translate(FILTER_ESCAPES) + '"'
 
 
-NAMESPACE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+NAMESPACE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # matched whole: `$` alone lets "ns\n" through
 
 
 class InvalidNamespace(ValueError):
@@ -71,7 +71,7 @@ class InvalidNamespace(ValueError):
 
 
 def validate_namespace(namespace: str) -> str:
-    if not NAMESPACE.match(namespace or ""):
+    if not isinstance(namespace, str) or not NAMESPACE.fullmatch(namespace):
         raise InvalidNamespace(f"invalid namespace {namespace!r}: use a letter, then letters, digits or "
                                "underscores (at most 64)")
     return namespace
@@ -105,9 +105,12 @@ class VectorStore:
         self.ensure_loaded()
         return self.target
 
-    def ensure_loaded(self) -> None:
-        """Load the collection for search (a fresh process finds it released); checked once per process."""
+    def ensure_loaded(self, recheck: bool = False) -> None:
+        """Load the collection for search (a fresh process finds it released); checked once per process, or
+        again with `recheck` (a restarted Milvus releases what it had loaded)."""
         key = (self.settings.milvus_uri, self.target)
+        if recheck:
+            _LOADED.discard(key)
         if key in _LOADED:
             return
         if not self.client.has_collection(self.target):

@@ -7,9 +7,11 @@ indexes them (the local task or the GPU pod), which reopens the source from `Sou
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Protocol
+
+from pagelens.errors import OutsideSource
 
 if TYPE_CHECKING:
     from pagelens.settings import Settings
@@ -60,7 +62,12 @@ class DocumentVanished(SourceError):
 
 
 def open_source(location: str, settings: Settings) -> Source:
-    """Pick the implementation from the location's scheme (a plain path is a local folder)."""
+    """Pick the implementation from the location's scheme (a plain path is a local folder), behind the rules
+    every source shares (`GuardedSource`)."""
+    return GuardedSource(_open(location, settings), redact_names=settings.redact_pii)
+
+
+def _open(location: str, settings: Settings) -> Source:
     if location.startswith("s3://"):
         from pagelens.sources.s3 import S3Source
 
@@ -75,3 +82,38 @@ def open_source(location: str, settings: Settings) -> Source:
     from pagelens.sources.local import LocalSource
 
     return LocalSource(Path(location.removeprefix("file://")))
+
+
+def check_inside(doc_id: str) -> str:
+    """`doc_id` if it names something inside its source: a relative path without `.`, `..` or empty segments
+    (an S3 key `docs/../hr/x.pdf` or a manifest edited to `/etc/passwd` is refused, never fetched)."""
+    parts = doc_id.split("/")
+    if not doc_id or PurePosixPath(doc_id).is_absolute() or any(p in ("", ".", "..") for p in parts) or "\x00" in doc_id:
+        raise OutsideSource(f"the name {doc_id!r} leads outside its source ('..', '.', empty or absolute segments)")
+    return doc_id
+
+
+class GuardedSource:
+    """A source behind the rules every kind shares: names that lead outside the source are refused at fetch
+    (quarantined with the reason, never read), and with `redact_names` doc ids are listed as they may be
+    shown (personal data in file names replaced, `redact.redact_name`). The source URI keeps the real name."""
+
+    def __init__(self, inner: Source, redact_names: bool) -> None:
+        self.inner, self.redact_names, self.location = inner, redact_names, inner.location
+
+    def list_documents(self, cursor: str = "") -> Listing:
+        listing = self.inner.list_documents(cursor)
+        if self.redact_names:
+            from pagelens.redact import redact_name
+
+            listing.documents = [replace(d, doc_id=redact_name(d.doc_id)) for d in listing.documents]
+        return listing
+
+    def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
+        check_inside(doc.doc_id)
+        return self.inner.fetch(doc, workdir)
+
+    def __getattr__(self, name: str) -> object:  # the implementation's own attributes (an S3 source's hook)
+        if name == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
