@@ -118,14 +118,20 @@ def redact_text(text: str) -> str:
     return "".join(out) + text[at:]
 
 
-def redacted_words(words: Sequence[str]) -> list[bool]:
+def redacted_words(words: Sequence[str], glued: Sequence[bool] = ()) -> list[bool]:
     """Which of a page's words (in reading order) are part of personal data: a phone split over three words
-    marks all three. Their boxes are what page images black out."""
-    starts, at = [], 0
-    for word in words:
+    marks all three. `glued[i]` says word i touches word i-1 (pdfminer splits `jane.doe@example.com` at the
+    `@`), so they are read without a space between. Their boxes are what page images black out."""
+    starts, parts, at = [], [], 0
+    for i, word in enumerate(words):
+        if i:
+            gap = "" if i < len(glued) and glued[i] else " "
+            parts.append(gap)
+            at += len(gap)
         starts.append(at)
-        at += len(word) + 1
-    spans = pii_spans(" ".join(words))
+        parts.append(word)
+        at += len(word)
+    spans = pii_spans("".join(parts))
     return [any(s < start + len(w) and start < e for s, e, _ in spans) for start, w in zip(starts, words, strict=True)]
 
 
@@ -133,9 +139,35 @@ def redacted_regions(pages: Sequence[Page]) -> dict[str, list[list[float]]]:
     """{page number: boxes of its words that hold personal data}, for every page (JSON-ready)."""
     regions = {}
     for page in pages:
-        flags = redacted_words([word for word, _ in page.words])
-        regions[str(page.number)] = [list(box) for (_, box), hit in zip(page.words, flags, strict=True) if hit]
+        words = [word for word, _ in page.words]
+        boxes = [box for _, box in page.words]
+        glued = [False] + [_glued(words[i - 1], boxes[i - 1], words[i], boxes[i]) for i in range(1, len(words))]
+        flags = redacted_words(words, glued)
+        merged: list[list[float]] = []  # a run of flagged words on one line is one box, the gaps between included
+        for i, box in enumerate(boxes):
+            if not flags[i]:
+                continue
+            if merged and flags[i - 1] and _same_line(boxes[i - 1], box):
+                last = merged[-1]
+                merged[-1] = [min(last[0], box[0]), min(last[1], box[1]), max(last[2], box[2]), max(last[3], box[3])]
+            else:
+                merged.append(list(box))
+        regions[str(page.number)] = merged
     return regions
+
+
+def _same_line(left: Sequence[float], right: Sequence[float]) -> bool:
+    height = max(left[3] - left[1], right[3] - right[1], 1e-6)
+    return abs(left[1] - right[1]) < height / 2 and right[0] >= left[0]
+
+
+def _glued(left_word: str, left: Sequence[float], right_word: str, right: Sequence[float]) -> bool:
+    """One token split in two: on the same line with a gap far narrower than a space (a fifth of the line
+    height), or up to a line height around an `@` (its wide side bearing makes pdfminer split emails there)."""
+    height = max(left[3] - left[1], right[3] - right[1], 1e-6)
+    gap = right[0] - left[2]
+    at_sign = left_word.endswith("@") or right_word.startswith("@")
+    return _same_line(left, right) and -height / 5 <= gap < (height if at_sign else height / 5)
 
 
 def redact_name(name: str) -> str:
