@@ -10,6 +10,7 @@ import pytest
 
 from pagelens.parse import extract_pages
 from pagelens.parsepool import ParsePool, page_ranges
+from pagelens.settings import Settings
 from pagelens.sources import SourceDocument
 from pagelens.sources.local import LocalSource
 
@@ -25,15 +26,15 @@ def test_page_ranges_cover_every_page_once() -> None:
         assert covered == list(range(1, pages + 1))
 
 
-def _fetched(folder: Path) -> list[SourceDocument]:
+def _fetched(folder: Path, settings: Settings) -> list[SourceDocument]:
     source = LocalSource(folder)
-    return [source.fetch(d, folder) for d in source.list_documents().documents]
+    return [source.fetch(d, settings.data_dir / "fetched") for d in source.list_documents().documents]
 
 
 def test_split_parse_equals_whole_parse_and_is_cached(sample_docs, settings, monkeypatch) -> None:
     monkeypatch.setattr("pagelens.parsepool.SPLIT_MIN_PAGES", 2)  # the 4-page sample report gets split
     settings.parse_workers = 2
-    docs = _fetched(sample_docs)
+    docs = _fetched(sample_docs, settings)
     report = next(d for d in docs if d.doc_id == "acme_annual_report.pdf")
     with ParsePool(docs, settings) as pool:
         assert len(pool.futures[report.doc_id]) == 2
@@ -47,7 +48,7 @@ def test_split_parse_equals_whole_parse_and_is_cached(sample_docs, settings, mon
 
 def test_a_dead_worker_costs_only_its_document(sample_docs, settings) -> None:
     settings.parse_workers = 1
-    docs = _fetched(sample_docs)
+    docs = _fetched(sample_docs, settings)
     with ParsePool(docs, settings) as pool:
         pids = list(pool.executor._processes)
         assert pids
