@@ -56,8 +56,8 @@ def collect_legs(args: argparse.Namespace) -> None:
 def load_rows(path: str) -> list[dict[str, Any]]:
     rows = json.loads(gzip.decompress(Path(path).read_bytes()))
     for row in rows:
-        row["hits"] = {leg: [Hit(id=i, doc_id=d, page=p, kind=k, text=t, bbox=b, score=s) for i, d, p, k, s, t, b in hits]
-                       for leg, hits in row.pop("legs").items()}
+        row["hits"] = {leg: [Hit(id=i, doc_id=d, page=p, kind=k, text=t, bbox=b, score=abs(s) if leg == "bm25" else s)
+                             for i, d, p, k, s, t, b in hits] for leg, hits in row.pop("legs").items()}
     return rows
 
 

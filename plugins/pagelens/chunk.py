@@ -8,7 +8,7 @@ import re
 from pagelens.models import BBox, Block, Chunk, Page
 from pagelens.ocr import union
 
-CHUNK_VERSION = 3  # bump when chunk text or boundaries change: documents are re-indexed
+CHUNK_VERSION = 4  # bump when chunk text or boundaries change: documents are re-indexed
 _LINE_BREAK_HYPHEN = re.compile(r"(?<=[a-z])-\n(?=[a-z])")
 
 
@@ -23,7 +23,7 @@ def chunk_id(namespace: str, doc_id: str, page: int, chunk_no: int, model_versio
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def document_title(pages: list[Page], max_chars: int = 100) -> str:
+def document_title(pages: list[Page], max_chars: int = 150) -> str:
     """The first multi-word block of the document (its title or running head) as context for every chunk.
 
     Questions name the document's subject ("in the 737 MAX proposal") far more often than any chunk

@@ -15,7 +15,8 @@ from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
 
 log = logging.getLogger(__name__)
 TEXT_MODEL_NAME = "all-MiniLM-L6-v2"
-MAX_TOKENS = 256  # MiniLM's training length; longer chunks are truncated
+MAX_TOKENS = 256  # MiniLM's training length: longer texts are embedded in windows of this many tokens
+WINDOW_OVERLAP = 64  # tokens shared by neighbouring windows, so no sentence is only ever seen cut in two
 AUTO_BATCH = 0  # `encode_batch_size` value meaning: size batches from free GPU memory
 CPU_TEXT_BATCH, CPU_IMAGE_BATCH = 32, 16  # what auto means on the CPU (the fixed sizes used before auto existed)
 # Peak fp16 activation memory per item, estimated with headroom (not measured on a GPU): MiniLM at 256 tokens
@@ -67,6 +68,8 @@ class TextEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        # Long texts are tokenized whole and then windowed: the tokenizer's length warning does not apply.
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
         self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).to(device).eval()
@@ -77,24 +80,55 @@ class TextEncoder:
         self.batch_size = choose_batch_size(batch_size, device, TEXT_ITEM_BYTES, MAX_TEXT_BATCH, CPU_TEXT_BATCH)
 
     def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text over all of it: texts past MiniLM's 256 tokens are embedded as overlapping
+        windows whose mean-pooled states are averaged by token count (mean pooling over the whole text).
+
+        Truncating instead would leave the second half of a long chunk invisible to dense retrieval.
+        """
+        windows, owners, sizes = self._windows(texts)
+        pooled = self._pool(windows)
+        sums: list[list[float] | None] = [None] * len(texts)
+        for vec, owner, size in zip(pooled, owners, sizes, strict=True):
+            acc = sums[owner]
+            sums[owner] = [v * size for v in vec] if acc is None else [a + v * size for a, v in zip(acc, vec, strict=True)]
+        result = []
+        for acc in sums:
+            norm = sum(v * v for v in acc or []) ** 0.5 or 1.0
+            result.append([v / norm for v in acc or []])
+        return result
+
+    def _windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int], list[int]]:
+        """Token-id windows of at most MAX_TOKENS (special tokens included), the text each belongs to, its length."""
+        body = MAX_TOKENS - 2
+        stride = body - WINDOW_OVERLAP
+        cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        ids = self.tokenizer([t or " " for t in texts], add_special_tokens=False, truncation=False)["input_ids"]
+        windows, owners, sizes = [], [], []
+        for owner, tokens in enumerate(ids):
+            starts = range(0, max(len(tokens) - WINDOW_OVERLAP, 1), stride) if len(tokens) > body else [0]
+            for start in starts:
+                piece = tokens[start:start + body]
+                windows.append([cls_id, *piece, sep_id])
+                owners.append(owner)
+                sizes.append(max(len(piece), 1))
+        return windows, owners, sizes
+
+    def _pool(self, windows: list[list[int]]) -> list[list[float]]:
+        """Mean-pooled, L2-normalised states of each token-id window, batched by length (restored in order)."""
         torch = self._torch
-        out: list[list[float]] = []
-        # Sort by length so each batch pads little; restore the order at the end.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[list[float]] = [[]] * len(windows)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            batch = self.tokenizer([texts[i] or " " for i in idx], padding=True, truncation=True,
-                                   max_length=MAX_TOKENS, return_tensors="pt").to(self.device)
+            batch = self.tokenizer.pad({"input_ids": [windows[i] for i in idx]}, return_tensors="pt").to(self.device)
             with torch.inference_mode():
-                states = self.model(**batch).last_hidden_state
+                states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
                 mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
                 pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                vectors = torch.nn.functional.normalize(pooled.float(), dim=-1)
-            out += vectors.cpu().tolist()
-        result: list[list[float]] = [[]] * len(texts)
-        for pos, i in enumerate(order):
-            result[i] = out[pos]
-        return result
+                vectors = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().tolist()
+            for i, vec in zip(idx, vectors, strict=True):
+                out[i] = vec
+        return out
 
 
 class ImageEncoder:

@@ -10,6 +10,7 @@ import functools
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from pagelens.errors import IndexMissing, StoreUnavailable
@@ -260,7 +261,10 @@ class VectorStore:
         result = self.client.search(self.target, data=[vector], anns_field=field, limit=limit,
                                     filter=self._where(expr=expr), output_fields=OUTPUT_FIELDS,
                                     search_params={"metric_type": metric})
-        return [_hit(r) for r in result[0]]
+        hits = [_hit(r) for r in result[0]]
+        if field == "sparse":  # Milvus Lite reports BM25 relevance negated (-12.3 best); Milvus, as is. Both: |d|
+            hits = [replace(h, score=abs(h.score)) for h in hits]
+        return hits
 
 
 def concat_vector(image_vec: list[float] | None, text_vec: list[float], alpha: float) -> list[float]:
