@@ -61,6 +61,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Path]:
     (source / "swap.pdf").write_bytes(tiny_pdf("Original contract. The fee is four hundred euros"))
     (source / "gone.pdf").write_bytes(tiny_pdf("Short lived. This one loses its kept copy"))
     (source / "line\nbreak\x1b[31m.pdf").write_bytes(tiny_pdf("Odd name. Newlines and escapes in a file name"))
+    (source / "jane.doe@example.com 415-555-0134.pdf").write_bytes(tiny_pdf("Expense claim. Taxi fare to the airport"))
     (root / "other.pdf").write_bytes(tiny_pdf(OTHER_TEXT))
     settings = Settings(data_dir=root / "data", api_auth=False, api_warm_on_start=False)
     reports = ingest(str(source), "ns", settings)
@@ -139,6 +140,17 @@ def test_faces_are_blurred_in_served_pages(indexed, client, monkeypatch) -> None
     assert np.array_equal(blurred[y + 2 * h:], sharp[y + 2 * h:])
 
 
+def test_personal_data_reaches_neither_answers_nor_document_names(client) -> None:
+    answer = client.post("/v1/query", json={"question": "Which number should the customer call?", "namespace": "ns",
+                                            "k": 3}).get_json()["answer"]
+    assert "901820" not in answer["text"] and "jane.doe" not in answer["text"]
+    found = client.post("/v1/search", json={"question": "taxi fare to the airport", "namespace": "ns", "k": 1})
+    [top] = found.get_json()["results"]
+    assert top["doc"].startswith("[EMAIL] [PHONE]~") and top["doc"].endswith(".pdf")
+    assert "jane" not in top["image_url"] and "0134" not in top["image_url"]
+    png_of(client.get(top["image_url"]))
+
+
 def test_citation_links_of_names_with_newlines_and_escapes_work(indexed, client) -> None:
     response = client.post("/v1/search", json={"question": "newlines and escapes in a file name", "namespace": "ns",
                                                "k": 1})
@@ -185,6 +197,21 @@ def test_a_page_too_big_to_render_is_422_fast_and_small(indexed, client, tmp_pat
     assert seconds < 2 and grown_mb < 100, (seconds, grown_mb)
 
 
+def test_a_scan_too_big_to_decode_within_the_cap_is_422_not_500(indexed, client, tmp_path: Path) -> None:
+    """A 13,500 x 13,500 px PNG indexed before the cap existed: refused from its header, nothing decoded."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header_only(13_500, 13_500))
+    settings, _ = indexed
+    sha = file_sha256(path)
+    content_store(settings).put(sha, path)
+    content_store(settings).put_json(sha, "pii-v1", {"1": []})
+    Registry(settings.registry_url).record("ns", DocumentReport(doc="huge.png", status="indexed", pages=1,
+                                                                source_uri=path.as_uri(), content_sha256=sha), "v")
+    response = client.get(page_url("huge.png"))
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "page_too_large"
+    assert "13500 x 13500" in response.get_json()["error"]["message"]
+
+
 def test_oversized_pages_and_scans_are_quarantined_at_ingest_with_the_setting_in_the_reason(tmp_path: Path) -> None:
     from reportlab.pdfgen import canvas
 
@@ -226,3 +253,16 @@ def png_chunks(width: int, height: int, idat: bytes) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
+
+
+def test_renders_are_bounded_per_worker_and_a_request_that_cannot_get_a_slot_is_told_to_retry(indexed) -> None:
+    from pagelens.rendercap import render_slot
+
+    settings, _ = indexed
+    client = create_app(Settings(**{**settings.model_dump(), "api_render_concurrency": 1,
+                                    "api_render_wait_s": 0.2})).test_client()
+    with render_slot(1, 1.0):  # another request of this worker is rendering
+        busy = client.get(page_url("pii.pdf"))
+    assert busy.status_code == 503 and busy.get_json()["error"]["code"] == "render_busy"
+    assert busy.headers["Retry-After"] == "5"
+    png_of(client.get(page_url("pii.pdf")))  # the slot is free again

@@ -79,8 +79,8 @@ def indexed_page_png(settings: Settings, namespace: str, doc_id: str, page: int,
     record = indexed_record(settings, namespace, doc_id)
     path = indexed_content(settings, record)
     suffix = Path(doc_id).suffix
-    blackout = page_regions(settings, record, path, page) if settings.redact_pii else []
-    with render_slot(settings.api_render_concurrency, settings.api_render_wait_s):
+    with render_slot(settings.api_render_concurrency, settings.api_render_wait_s):  # regions may parse the page
+        blackout = page_regions(settings, record, path, page) if settings.redact_pii else []
         return render_page_png(path, page, dpi, highlight_bbox, passwords=settings.pdf_passwords,
                                max_pixels=settings.max_render_pixels, suffix=suffix, blackout=blackout,
                                blur=settings.blur_faces)
