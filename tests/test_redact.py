@@ -202,6 +202,7 @@ def test_blur_faces_blurs_a_real_face() -> None:
         ("card 4111.1111.1111.1111 expired", "card [CARD] expired"),
         ("Frankfurt 0049 (0)69 1234567 or +4969123456", "Frankfurt [PHONE] or [PHONE]"),
         ("Paris +33 1 42 68 53 00", "Paris [PHONE]"),
+        ("mail jane.doe @example.com today", "mail [EMAIL] today"),  # a text layer's spaced-out @
     ],
 )
 def test_international_spaced_and_dotted_formats_are_redacted(text: str, expected: str) -> None:

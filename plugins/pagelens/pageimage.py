@@ -29,7 +29,7 @@ from pagelens.parse import IMAGE_SUFFIXES, image_dpi
 from pagelens.pdfcheck import open_password
 from pagelens.redact import blur_faces, redacted_regions
 from pagelens.registry import DocumentRecord, Registry
-from pagelens.rendercap import check_raster, render_dpi, render_slot
+from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi, render_slot
 from pagelens.settings import Settings
 from pagelens.sources.local import file_sha256
 
@@ -184,7 +184,9 @@ def _scan_page(path: Path, page: int, dpi: int, max_pixels: int) -> tuple[Any, P
     try:
         scan_file = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise PageTooLarge(f"the scan is over Pillow's decompression-bomb limit ({exc})") from exc
+        pixels = pillow_bomb_pixels(exc)
+        raise PageTooLarge(f"the scan is {f'{pixels:,} px' if pixels else 'too large'}, over the render cap of "
+                           f"{max_pixels:,} px (PAGELENS_MAX_RENDER_PIXELS)") from exc
     with scan_file as scan:
         _check_page(page, getattr(scan, "n_frames", 1))
         scan.seek(page - 1)

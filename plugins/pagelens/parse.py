@@ -15,7 +15,7 @@ from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError, U
 from pagelens.models import BBox, Block, Page
 from pagelens.ocr import OcrResult, ocr_image, union
 from pagelens.pdfcheck import check_pdf
-from pagelens.rendercap import check_raster, render_dpi
+from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi
 from pagelens.settings import Settings
 from pagelens.textquality import needs_ocr
 from pagelens.tracing import span
@@ -284,8 +284,8 @@ def check_scan(image: object, settings: Settings, what: str) -> None:
 
 
 def _bomb_size(exc: Exception) -> str:
-    found = re.search(r"\((\d+) pixels\)", str(exc))
-    return f"the image is {int(found.group(1)):,} px, " if found else ""
+    pixels = pillow_bomb_pixels(exc)
+    return f"the image is {pixels:,} px, " if pixels else ""
 
 
 @contextmanager

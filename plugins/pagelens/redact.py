@@ -59,7 +59,8 @@ _INTL_PHONE = (r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?(?:[ .-
 
 # Applied in order: IBANs and cards before SSNs and phones so a long number is never half-eaten as a phone.
 _RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = (
-    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), None),
+    # a space either side of the @ too: text layers often space out its wide glyph (`jane.doe @example.com`)
+    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+ ?@ ?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), None),
     (
         "IBAN",
         re.compile(r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)\b"),

@@ -4,6 +4,7 @@ anything is allocated, and the bound on concurrent renders per process."""
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 
@@ -33,6 +34,13 @@ def check_raster(width_px: int, height_px: int, max_pixels: int, what: str = "th
     if width_px * height_px > max_pixels:
         raise PageTooLarge(f"{what} is {width_px} x {height_px} = {width_px * height_px:,} px, over the render cap of "
                            f"{max_pixels:,} px (PAGELENS_MAX_RENDER_PIXELS); downscale it or raise the cap")
+
+
+def pillow_bomb_pixels(exc: Exception) -> int | None:
+    """The pixel count in Pillow's DecompressionBombError message (it refuses at open what is over twice its
+    own limit, before any cap of ours is consulted)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else None
 
 
 @contextlib.contextmanager
