@@ -116,3 +116,13 @@ def test_a_model_that_says_the_excerpts_lack_the_answer_is_an_abstention(reply, 
     from pagelens.answer import says_documents_lack_answer
 
     assert says_documents_lack_answer(reply) is abstained
+
+
+def test_a_caption_that_restates_the_question_loses_to_the_row_that_answers(tmp_path) -> None:
+    table = Hit(id="t", doc_id="f.pdf", page=5, kind="table", bbox=[0, 0, 1, 1], score=0.9,
+                text="Group | 2004 | 2005\nTable 4: Employment rates in Finland by gender\nWomen | 65.5 % | 66.5 %\n"
+                     "Men | 69.7 % | 70.3 %")
+    result = extractive_answer("What was the employment rate of women in Finland in 2005?", [table],
+                               Settings(data_dir=tmp_path))
+    assert "Women | 65.5 % | 66.5 %" in result.text and not result.text.startswith("Table"), result.text
+    assert "(columns: Group | 2004 | 2005)" in result.text

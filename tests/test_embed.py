@@ -34,6 +34,19 @@ def test_minilm_keeps_input_order_across_length_sorted_batches() -> None:
         assert _cos(vec, enc.encode([text])[0]) > 0.999
 
 
+def test_a_long_chunk_is_embedded_whole_not_truncated() -> None:
+    """The fact at the end of a 500-token chunk still pulls its vector towards the question about it."""
+    enc = text_encoder(Settings())
+    filler = "Quarterly revenue in the European region grew steadily across every product line. " * 40
+    fact = "The robot arm is calibrated every 450 operating hours by the maintenance team."
+    question, with_fact, without = enc.encode(["How often is the robot arm calibrated?", filler + fact, filler])
+    windows, _owners, sizes = enc._windows([filler + fact])
+    assert len(windows) >= 2 and max(len(w) for w in windows) <= 256 and sum(sizes) > 256
+    assert _cos(question, with_fact) > _cos(question, without) + 0.05  # truncation at 256 tokens sees no difference
+    short = "The cat sits on the mat"
+    assert math.isclose(_cos(enc.encode([short])[0], enc.encode([short, filler])[0]), 1.0, rel_tol=1e-5)
+
+
 def test_clip_path_on_tiny_random_model(tmp_path) -> None:
     clip_dir = write_tiny_clip(tmp_path / "clip")
     encoder = ImageEncoder(str(clip_dir))

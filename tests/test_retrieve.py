@@ -48,7 +48,7 @@ def _scored(cid: str, doc: str, page: int, score: float) -> Hit:
 def test_score_fusion_keeps_a_strong_hit_that_one_leg_missed() -> None:
     """BM25 finds a scan far ahead of the rest; the dense leg never saw it. Rank fusion buries it, scores do not."""
     book = [_scored(f"b{n}", "book.pdf", n, 0.0) for n in range(1, 6)]
-    bm25 = [_scored("scan", "scan.png", 1, 30.0)] + [replace(h, score=12.0 - n) for n, h in enumerate(book)]
+    bm25 = [_scored("scan", "scan.png", 1, 30.0), *[replace(h, score=12.0 - n) for n, h in enumerate(book)]]
     dense = [replace(h, score=0.62 - 0.01 * n) for n, h in enumerate(book)] + [_scored("x", "other.pdf", 1, 0.55)]
     fused = fuse_scores({"bm25": bm25, "dense": dense}, {"bm25": 0.5, "dense": 0.5})
     assert distinct_pages(fused)[0] == ("scan.png", 1)
@@ -62,6 +62,6 @@ def test_score_fusion_weights_move_between_the_legs() -> None:
     assert distinct_pages(fuse_scores({"bm25": bm25, "dense": dense}, {"bm25": 1.0, "dense": 0.0}))[0] == ("a", 1)
     assert distinct_pages(fuse_scores({"bm25": bm25, "dense": dense}, {"bm25": 0.0, "dense": 1.0}))[0] == ("b", 1)
     # chunks of one page stay together under it, each chunk once
-    two = fuse_scores({"bm25": bm25 + [_scored("a2", "a", 1, 1.0)], "dense": dense}, {"bm25": 0.5, "dense": 0.5})
+    two = fuse_scores({"bm25": [*bm25, _scored("a2", "a", 1, 1.0)], "dense": dense}, {"bm25": 0.5, "dense": 0.5})
     assert [h.id for h in two] == ["a", "a2", "b"] or [h.id for h in two] == ["b", "a", "a2"]
     assert fuse_scores({"bm25": [], "dense": []}, {"bm25": 0.5, "dense": 0.5}) == []

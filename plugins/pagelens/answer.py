@@ -115,7 +115,9 @@ def rank_sentences(question: str, hits: list[Hit], settings: Settings) -> list[S
     # Only the lexically likeliest sentences go through MiniLM: it is most of an answer's cost per query.
     shortlist = sorted(range(len(candidates)), key=lambda i: -(_overlap(q_terms, sentence_terms[i], weights)
                                                                + 0.15 / (1 + candidates[i][1])))[:MAX_EMBEDDED]
-    vectors = text_encoder(settings).encode([question] + [candidates[i][0] for i in shortlist])
+    # A table row is embedded with its column headers: "Nagaland | 4.4 | -0.47" alone means little.
+    vectors = text_encoder(settings).encode([question] + [f"{candidates[i][3]}: {candidates[i][0]}" if candidates[i][3]
+                                                          else candidates[i][0] for i in shortlist])
     scored = []
     for i, vec in zip(shortlist, vectors[1:], strict=True):
         sentence, rank, hit, header = candidates[i]
@@ -128,6 +130,7 @@ def rank_sentences(question: str, hits: list[Hit], settings: Settings) -> list[S
 
 NUMBER = re.compile(r"(?<![\w.])[-+−]?[$€£]?\d[\d,.'`]*(?:\s?(?:%|per cent|percent))?(?![\w])")
 UNIT = re.compile(r"\s*([A-Za-z%][\w%/.-]{0,20})")
+LABEL_WORD = re.compile(r"\b(?:table|figure|fig|page|section|chapter|no|item)\.?\s*$", re.I)  # "Table 4", "p. 7"
 
 
 def lead_value(sentence: str, question: str) -> str:
@@ -136,7 +139,8 @@ def lead_value(sentence: str, question: str) -> str:
     The value nearest the question's terms wins when there are several; "" when the sentence adds no number.
     """
     asked = set(NUMBER.findall(question))
-    found = [m for m in NUMBER.finditer(sentence) if m.group(0).strip() not in asked]
+    found = [m for m in NUMBER.finditer(sentence) if m.group(0).strip() not in asked
+             and not LABEL_WORD.search(sentence[:m.start()])]
     if not found:
         return ""
     lowered, q_terms = sentence.lower(), [t for t in _terms(question) if not t[0].isdigit()]
@@ -175,10 +179,24 @@ def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[st
     semantic = sum(a * b for a, b in zip(q_vec, vec, strict=True))
     overlap = _overlap(q_terms, terms, weights)
     new_terms = terms - q_terms
-    novelty = min(len(new_terms), 4) / 4
+    novelty = min(len(new_terms), 4) / 4 if new_terms else -RESTATES_PENALTY
     has_new_number = any(any(c.isdigit() for c in t) for t in new_terms)
     length_penalty = 0.2 * max(0, len(sentence.split()) - 40) / 40
-    return semantic + overlap + 0.2 * novelty + (0.3 if wants_number and has_new_number else 0.0) - length_penalty
+    heading = HEADING_PENALTY if is_heading(sentence) else 0.0
+    return (semantic + overlap + 0.2 * novelty + (0.3 if wants_number and has_new_number else 0.0) - length_penalty
+            - heading)
+
+
+CAPTION = re.compile(r"^\s*(?:table|figure|fig\.?|chart|exhibit|graph|source|note)s?\b", re.I)
+HEADING_PENALTY = 0.8  # a caption or heading names what a table or chart holds, never the value asked for
+RESTATES_PENALTY = 1.5  # times the novelty weight: a sentence with no term beyond the question's answers nothing
+
+
+def is_heading(sentence: str) -> bool:
+    """A caption ("Table 4: ...", "Figure 2 ...") or a short all-caps heading."""
+    letters = [c for c in sentence if c.isalpha()]
+    shouting = bool(letters) and sum(c.isupper() for c in letters) / len(letters) > 0.7 and len(sentence.split()) <= 20
+    return bool(CAPTION.match(sentence)) or shouting
 
 
 def _units(hit: Hit) -> list[tuple[str, str]]:
@@ -187,7 +205,8 @@ def _units(hit: Hit) -> list[tuple[str, str]]:
     if hit.kind != "table" or not hit.text.strip():
         return [(u, "") for u in units]
     header = " ".join(hit.text.strip().split("\n", 1)[0].split())
-    return [(u, "" if u == header or not _is_row(u) else header) for u in units]
+    rows = [(u, header if _is_row(u) else "") for u in units if u != header]
+    return rows or [(header, "")]  # the header row names the columns; the answer is in a row under it
 
 
 def _sentences(text: str) -> list[str]:
