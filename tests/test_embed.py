@@ -43,6 +43,7 @@ def test_a_long_chunk_is_embedded_whole_not_truncated() -> None:
     windows, _owners, sizes = enc._windows([filler + fact])
     assert len(windows) >= 2 and max(len(w) for w in windows) <= 256 and sum(sizes) > 256
     assert _cos(question, with_fact) > _cos(question, without) + 0.05  # truncation at 256 tokens sees no difference
+    assert enc.encode([]) == []  # a document without text chunks
     short = "The cat sits on the mat"
     assert math.isclose(_cos(enc.encode([short])[0], enc.encode([short, filler])[0]), 1.0, rel_tol=1e-5)
 

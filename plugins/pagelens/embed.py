@@ -85,6 +85,8 @@ class TextEncoder:
 
         Truncating instead would leave the second half of a long chunk invisible to dense retrieval.
         """
+        if not texts:  # a document with no text chunks (the tokenizer refuses an empty batch)
+            return []
         windows, owners, sizes = self._windows(texts)
         pooled = self._pool(windows)
         sums: list[list[float] | None] = [None] * len(texts)
