@@ -210,7 +210,8 @@ def test_international_spaced_and_dotted_formats_are_redacted(text: str, expecte
 
 
 @pytest.mark.parametrize("text", ["Columns 100 200 3000 and 2019 2020 2021", "card 4111.1111.1111.1112 (Luhn fails)",
-                                  "version 1.22.333.4444", "IP 192.168.100.254"])
+                                  "version 1.22.333.4444", "IP 192.168.100.254",
+                                  "498,843,001.00 498843001.00000"])  # `00` inside a figure is no dialling prefix
 def test_spaced_and_dotted_lookalikes_survive(text: str) -> None:
     assert redact_text(text) == text
 

@@ -53,8 +53,10 @@ def _phone_ok(match: str) -> bool:
 _US_PHONE = (r"(?:\+?1[ .-]?)?(?:\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4}"
              r"|[2-9]\d{2} [2-9]\d{2} \d{4})(?: ?(?:x|ext\.?) ?\d{1,5})?")
 # International: +CC or 00CC, an optional (0) or (area) group, then groups of digits split by spaces, dots or
-# dashes (+49 30 901820, +44 7911 123456, 0049 (0)30 901820); E.164 written solid (+14155550134).
-_INTL_PHONE = (r"(?:\+|00)[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?(?:[ .-]\d{1,8}){1,6}(?: ?(?:x|ext\.?) ?\d{1,5})?"
+# dashes (+49 30 901820, +44 7911 123456, 0049 (0)30 901820: after 00 a space, so `001.00` stays a figure); E.164
+# written solid (+14155550134).
+_INTL_PHONE = (r"(?:\+[1-9]\d{0,2}|00[1-9]\d{0,2}(?= ))(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,8})?(?:[ .-]\d{1,8}){1,6}"
+               r"(?: ?(?:x|ext\.?) ?\d{1,5})?"
                r"|\+[1-9]\d{7,14}")
 
 # Applied in order: IBANs and cards before SSNs and phones so a long number is never half-eaten as a phone.
@@ -75,7 +77,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...] = 
         _card_ok,
     ),
     ("SSN", re.compile(r"(?<![\w.,-])(?!000|666|9)\d{3}([- .])(?!00)\d{2}\1(?!0000)\d{4}(?![\w-]|[.,]\d)"), None),
-    ("PHONE", re.compile(rf"(?<![\w.+-])(?:{_US_PHONE}(?![\w-]|[.]\d)|{_INTL_PHONE}(?![\w-]|[.,]\d))"), _phone_ok),
+    ("PHONE", re.compile(rf"(?<![\w.,+-])(?:{_US_PHONE}(?![\w-]|[.]\d)|{_INTL_PHONE}(?![\w-]|[.,]\d))"), _phone_ok),
 )
 FILLER = "\x00"  # stands in for a found span while later rules run: no rule matches it, no boundary differs
 
