@@ -43,6 +43,7 @@ def start(data_dir: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", HOST,
                "--port", str(port)]
+    procs.libc()  # loaded here, before the fork: the child only calls it
     output = open(log, "ab") if log else None  # the child writes to its own copy of the descriptor
     try:
         # its own session: a Ctrl-C reaches only us, and stop() then sends the one SIGINT it shuts down on;

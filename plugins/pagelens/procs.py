@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -22,9 +23,16 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        libc().prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the call: nobody will send it
         os.kill(os.getpid(), sig)
+
+
+@functools.cache
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once: call it in the parent before forking a child that uses it in preexec_fn,
+    where loading a library could deadlock on a lock another thread held at fork time."""
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def child_pids(pid: int | None = None) -> list[int]:
