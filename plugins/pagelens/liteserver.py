@@ -7,8 +7,6 @@ It binds 127.0.0.1 only (its own default is every interface, without authenticat
 
 from __future__ import annotations
 
-import functools
-import os
 import signal
 import socket
 import subprocess
@@ -41,22 +39,17 @@ def lite_data_dir(settings: Settings) -> Path:
 def start(data_dir: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start `milvus-lite server` on the data dir in the background; its output goes to `log` (else inherited)."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir), "--host", HOST,
-               "--port", str(port)]
-    procs.libc()  # loaded here, before the fork: the child only calls it
+    command = [*procs.with_parent(signal.SIGINT), sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+               str(data_dir), "--host", HOST, "--port", str(port)]
     output = open(log, "ab") if log else None  # the child writes to its own copy of the descriptor
     try:
         # its own session: a Ctrl-C reaches only us, and stop() then sends the one SIGINT it shuts down on;
         # if we die without stopping it (SIGKILL), the kernel sends that SIGINT, so the lock is never orphaned
         return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT if output else None,
-                                start_new_session=True, preexec_fn=functools.partial(_stop_with_parent, os.getpid()))
+                                start_new_session=True, env=procs.child_env())
     finally:
         if output:
             output.close()
-
-
-def _stop_with_parent(parent_pid: int) -> None:
-    procs.die_with_parent(parent_pid, signal.SIGINT)
 
 
 def wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float = READY_TIMEOUT_S,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import os
 import signal
 import sys
@@ -23,16 +22,9 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGTERM) -> None:
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError):
-        libc().prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before the call: nobody will send it
         os.kill(os.getpid(), sig)
-
-
-@functools.cache
-def libc() -> ctypes.CDLL:
-    """The C library, loaded once: call it in the parent before forking a child that uses it in preexec_fn,
-    where loading a library could deadlock on a lock another thread held at fork time."""
-    return ctypes.CDLL(None, use_errno=True)
 
 
 def child_pids(pid: int | None = None) -> list[int]:
@@ -60,3 +52,29 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def with_parent(sig: int) -> list[str]:
+    """A command prefix that runs the command as a child that gets `sig` when this process dies: the child
+    sets it on itself and then execs the command (the setting survives exec). Unlike a preexec_fn it lets
+    subprocess skip a plain fork, whose atfork handlers upset the gRPC channels a parent may hold."""
+    return [sys.executable, "-m", "pagelens.procs", str(os.getpid()), str(int(sig)), "--"]
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with pagelens importable (under Airflow it is on sys.path only, not installed)."""
+    here = str(Path(__file__).resolve().parents[1])
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{path}" if path else here}
+
+
+def _exec_with_parent(argv: list[str]) -> None:
+    parent, sig, separator, *command = argv
+    if separator != "--" or not command:
+        raise SystemExit("usage: python -m pagelens.procs PARENT_PID SIGNAL -- COMMAND...")
+    die_with_parent(int(parent), int(sig))
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    _exec_with_parent(sys.argv[1:])
