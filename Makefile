@@ -16,7 +16,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(PAGELENS_DATA_DIR)/airflow AIRFLOW__CORE__DAGS_FOL
 	PATH=$(CURDIR)/$(BIN):$$PATH
 QUESTION ?= What is the calibration interval of the robot arm?
 
-.PHONY: setup system-deps demo test lint eval baseline bench clean
+.PHONY: setup system-deps demo test lint eval eval-full tune baseline bench clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -67,7 +67,21 @@ lint: setup
 
 # Quality on the shared evaluation corpus, all four retrieval modes side by side.
 eval: setup
-	$(BIN)/pagelens eval $(SHARED)/eval/dev.jsonl --docs $(SHARED)/eval/docs --mode all
+	$(BIN)/pagelens eval $(SHARED)/eval/dev.jsonl $(SHARED)/eval/unanswerable-dev.jsonl --docs $(SHARED)/eval/docs --mode all
+
+# The issue-level figures: both question sets and the unanswerable ones over docs/ + distractors/ (about 3,000
+# pages: the first run ingests for about half an hour on two cores; later runs reuse the index).
+EVAL_ALL := $(SHARED)/eval/dev.jsonl $(SHARED)/eval/dev2.jsonl $(SHARED)/eval/unanswerable-dev.jsonl
+EVAL_DOCS := --docs $(SHARED)/eval/docs --docs $(SHARED)/eval/distractors
+eval-full: setup
+	$(BIN)/pagelens eval $(EVAL_ALL) $(EVAL_DOCS) --mode hybrid --mode bm25 --mode dense --mode rrf \
+	  --details $(PAGELENS_DATA_DIR)/eval-details.jsonl
+
+# Cross-validated fusion weight and abstention threshold on that index (bench/tune_fusion.py).
+tune: eval-full
+	$(PY) bench/tune_fusion.py legs $(EVAL_ALL) $(EVAL_DOCS) --out $(PAGELENS_DATA_DIR)/legs.json.gz
+	$(PY) bench/tune_fusion.py tune $(PAGELENS_DATA_DIR)/legs.json.gz
+	$(PY) bench/tune_fusion.py abstain $(PAGELENS_DATA_DIR)/legs.json.gz
 
 baseline: setup
 	$(PY) $(SHARED)/tools/baseline.py $(SHARED)/eval/docs $(SHARED)/eval/dev.jsonl $(PAGELENS_DATA_DIR)/baseline-cache.json

@@ -2,6 +2,8 @@
 
 Usage: python bench/tune_fusion.py legs QUESTIONS... --docs DIR [--docs DIR] --out legs.json.gz
        python bench/tune_fusion.py tune legs.json.gz [--folds 5]
+       python bench/tune_fusion.py abstain legs.json.gz [--dense-weight W] [--max-false-abstain 0.03]
+       (`make tune` runs all three over docs/ + distractors/)
 
 `legs` runs each retriever (BM25, MiniLM, CLIP when configured) once per question against the index
 `pagelens eval` builds for those folders and keeps the raw chunk hits. `tune` then scores fusion settings
@@ -142,7 +144,8 @@ def abstention(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     rows = load_rows(args.legs)
-    weights = {"bm25": 1 - args.dense_weight, "dense": args.dense_weight}
+    dense_weight = settings.dense_weight if args.dense_weight is None else args.dense_weight
+    weights = {"bm25": 1 - dense_weight, "dense": dense_weight}
     features = []
     for row in rows:
         hits = fuse_scores(row["hits"], weights)
@@ -213,7 +216,7 @@ def main() -> None:
     p.set_defaults(run=tune)
     p = sub.add_parser("abstain", help="cross-validate the abstention threshold on kept hits")
     p.add_argument("legs")
-    p.add_argument("--dense-weight", type=float, required=True)
+    p.add_argument("--dense-weight", type=float, help="fusion weight to answer from (default: the settings')")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--max-false-abstain", type=float, default=0.03)
     p.set_defaults(run=abstention)
