@@ -27,12 +27,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     master) creates no metrics and loads nothing before the workers fork.
     """
     from pagelens.settings import get_settings
+    from pagelens.tracing import configure_tracing
     from query_api import api, chat, ops, ui
     from query_api.errors import register_error_handlers
     from query_api.metrics import install_request_metrics
     from query_api.readiness import Warmup
+    from query_api.tracing import install_request_tracing
 
     settings = settings or get_settings()
+    configure_tracing(settings)  # PAGELENS_OTEL_EXPORTER: request and stage spans; "none" costs nothing
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.api_max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["pagelens"] = state
     register_error_handlers(app)
     install_request_metrics(app)
+    install_request_tracing(app)
     for blueprint in (api.bp, chat.bp, ops.bp, ui.bp):
         app.register_blueprint(blueprint)
     if settings.api_warm_on_start:

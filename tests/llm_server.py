@@ -91,6 +91,7 @@ class Exchange:
     request: dict[str, Any]
     status: int
     response: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
 class RecordingProxy:
@@ -118,7 +119,8 @@ class RecordingProxy:
             def do_POST(self) -> None:  # the name http.server dispatches POST requests to
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, payload = proxy._forward(self.path, body)
-                proxy.exchanges.append(Exchange(self.path, json.loads(body or b"{}"), status, _json(payload)))
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                proxy.exchanges.append(Exchange(self.path, json.loads(body or b"{}"), status, _json(payload), headers))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # MiniLM's share (vs BM25) in hybrid score fusion: 5-fold cross-validated over dev + dev2 with the distractors
     # indexed (bench/tune_fusion.py; folds chose 0.65, 0.2, 0.65, 0.65, 0.3 on a broad plateau from 0.25 to 0.7).
     dense_weight: float = 0.65
+    retrieval_concurrent: bool = True  # hybrid legs at once (a query costs its slowest leg); false: one after another
+    retrieval_threads: int = 8  # leg threads per process, shared by concurrent requests (BM25 runs in the caller's)
     # Extractive answers abstain when the best sentence's support is below this. No cheap signal separated the
     # unanswerable dev questions (AUC <= 0.63), so it sits below every answerable dev question's support (lowest
     # 0.55 of 120): it only catches evidence with no bearing on the question.

@@ -10,13 +10,18 @@ pages, and the parent exports them (`collect_worker_spans`, `take_worker_spans`,
 exporter then sees the whole trace, a worker killed by its memory cap strands no export buffer, and a test's
 in-memory exporter sees the worker spans too. The parent's span reaches a worker as a W3C `traceparent`
 carrier (`context_carrier`, `remote_parent`), so the pages nest under the run's trace.
+
+The query API opens one span per request (`start_span` / `end_span`, parented on the caller's `traceparent`);
+retrieval legs run in threads and take the request's context with them (`in_current_context`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -119,6 +124,15 @@ def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
     return tracer.start_as_current_span(name, attributes=values)
 
 
+def current_span_attribute(key: str, value: Any) -> None:
+    """Set an attribute on the current span (a figure known only deep inside the stage); no-op while off."""
+    if _state.tracer is None:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attribute(key, value if isinstance(value, _PRIMITIVE) else str(value))
+
+
 def context_carrier() -> dict[str, str]:
     """The current span as a W3C `traceparent` carrier for another process; {} while tracing is off."""
     if _state.tracer is None:
@@ -144,6 +158,46 @@ def remote_parent(carrier: dict[str, str]) -> Iterator[None]:
         yield
     finally:
         context.detach(token)
+
+
+def start_span(name: str, carrier: dict[str, str], **attributes: Any) -> tuple[Any, Any] | None:
+    """Open a span made current until `end_span` (hooks that cannot wrap a block: a web request's before/after).
+
+    Its parent is the span the W3C carrier names (the caller's `traceparent`), else a new trace starts.
+    None while tracing is off.
+    """
+    if _state.tracer is None:
+        return None
+    from opentelemetry import context, trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    parent = TraceContextTextMapPropagator().extract(carrier) if carrier else None
+    values = {k: v if isinstance(v, _PRIMITIVE) else str(v) for k, v in attributes.items() if v is not None}
+    opened = _state.tracer.start_span(name, context=parent, attributes=values)
+    return opened, context.attach(trace.set_span_in_context(opened))
+
+
+def end_span(handle: tuple[Any, Any] | None, error: str = "", **attributes: Any) -> None:
+    """Close a span from `start_span`; `error` marks it failed with that description."""
+    if handle is None:
+        return
+    from opentelemetry import context
+    from opentelemetry.trace import Status, StatusCode
+
+    opened, token = handle
+    for key, value in attributes.items():
+        if value is not None:
+            opened.set_attribute(key, value if isinstance(value, _PRIMITIVE) else str(value))
+    if error:
+        opened.set_status(Status(StatusCode.ERROR, error))
+    opened.end()
+    with contextlib.suppress(ValueError):  # detached in another context (a streamed response): nothing to restore
+        context.detach(token)
+
+
+def in_current_context(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` bound to a copy of the caller's context, for a thread pool: spans it opens nest under the caller's."""
+    return functools.partial(contextvars.copy_context().run, fn)
 
 
 def collect_worker_spans() -> None:
