@@ -156,7 +156,7 @@ def vocabulary(settings: Settings) -> list[str]:
 
 
 def synthetic_chunks(namespace: str, start: int, count: int, words: list[str], rng: random.Random) -> list[Any]:
-    from pagelens.models import Chunk
+    from pagelens.records import Chunk
 
     weights = [1.0 / (rank + 20) for rank in range(len(words))]  # Zipf-like: common words dominate
     chunks = []
@@ -189,7 +189,7 @@ def random_unit_vectors(count: int, dim: int, seed: int) -> list[list[float]]:
 
 def fill_namespace(settings: Settings, namespace: str, size: int, samples: Path) -> dict[str, float]:
     """Real sample chunks through the pipeline, then synthetic chunks up to `size`, then flush; skips what exists."""
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
     from pagelens.settings import TEXT_DIM
     from pagelens.store import VectorStore
 

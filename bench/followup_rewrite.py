@@ -52,7 +52,7 @@ def main() -> int:
 
 
 def index(pairs: list[dict[str, Any]], docs: Path, out: Path, settings: Settings) -> None:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
     from pagelens.samples import write_samples
 
     samples = out / "samples"

@@ -73,8 +73,8 @@ def upload(client: Any, folder: Path) -> str:
 def prepopulate(location: str, settings: Any) -> None:
     """The registry rows a first run leaves (indexed, with the listing's etags), without parsing or embedding."""
     from pagelens.embed import model_version
-    from pagelens.ingest import list_sources
-    from pagelens.models import DocumentReport
+    from pagelens.pipeline.stages import list_sources
+    from pagelens.records import DocumentReport
     from pagelens.registry import Registry
 
     registry, version = Registry(settings.registry_url), model_version(settings)
@@ -95,7 +95,7 @@ def median_seconds(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 
 def measure(kind: str, location: str, data_dir: Path, count: int, args: argparse.Namespace) -> dict[str, Any]:
-    from pagelens.ingest import ingest, list_sources, plan_ingest
+    from pagelens.pipeline.stages import ingest, list_sources, plan_ingest
     from pagelens.settings import Settings
 
     settings = Settings(data_dir=data_dir)

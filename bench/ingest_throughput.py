@@ -35,7 +35,7 @@ def _subset_pdf(src: Path, pages: int, dst: Path) -> None:
 
 
 def _pipeline(folder: Path, data: Path) -> tuple[float, int, list[str]]:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
     from pagelens.settings import Settings
     from pagelens.store import VectorStore
 

@@ -29,7 +29,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
-from pagelens.models import Hit  # noqa: E402
+from pagelens.records import Hit  # noqa: E402
 from pagelens.retrieve import distinct_pages, fuse_by_page, fuse_scores  # noqa: E402
 
 DENSE_WEIGHTS = [round(i / 20, 2) for i in range(21)]

@@ -35,9 +35,9 @@ the run's counts in its extra, so downstream DAGs can schedule on it (`dags/page
 
 **Where the encode step runs** (`PAGELENS_EXECUTION`, read when this file is parsed): `local` runs
 `index_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
-(`python -m pagelens.encode_batch --manifest s3://…`), the batch handed over as a manifest that `plan`
+(`python -m pagelens.pipeline.pod --manifest s3://…`), the batch handed over as a manifest that `plan`
 writes to `s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` (expire them with a
-bucket lifecycle rule). Both call the same `pagelens.ingest.index_batch`.
+bucket lifecycle rule). Both call the same `pagelens.pipeline.stages.index_batch`.
 """
 
 from __future__ import annotations
@@ -80,14 +80,14 @@ def pagelens_ingest() -> None:
     @task
     def plan(namespace: str, source: str, ti: Any = None) -> list[Any]:
         from pagelens.airflow.hooks.milvus import task_settings
-        from pagelens.ingest_run import plan_run, run_targets
+        from pagelens.pipeline.run import plan_run, run_targets
 
         settings = task_settings()
         run = plan_run(run_targets(namespace, source, settings), settings, BATCH_SIZE)
         # Airflow maps only over a return value, so the batches are it and the rest travels as a named XCom.
         ti.xcom_push(key="namespaces", value=run.namespaces_dict())
         if SETTINGS.execution == "kubernetes":  # the pods get their batch by reference
-            from pagelens.manifest import write_manifests
+            from pagelens.pipeline.batches import write_manifests
 
             return write_manifests(run.manifests, settings, ti.dag_id, ti.run_id)
         return [m.to_dict() for m in run.manifests.values()]
@@ -96,8 +96,8 @@ def pagelens_ingest() -> None:
     @task(max_active_tis_per_dagrun=1 if SETTINGS.is_lite else MAX_PARALLEL_BATCHES)
     def index_batch(manifest: dict[str, Any]) -> dict[str, Any]:
         from pagelens.airflow.hooks.milvus import task_settings
-        from pagelens.encode_batch import index_manifest
-        from pagelens.manifest import BatchManifest
+        from pagelens.pipeline.batches import BatchManifest
+        from pagelens.pipeline.pod import index_manifest
 
         return index_manifest(BatchManifest.from_dict(manifest, where="the batch"), task_settings())
 
@@ -109,7 +109,7 @@ def pagelens_ingest() -> None:
 
         from pagelens.airflow.assets import emit, ingest_events
         from pagelens.airflow.hooks.milvus import task_settings
-        from pagelens.ingest_run import NamespacesNotListed, finish_run
+        from pagelens.pipeline.run import NamespacesNotListed, finish_run
 
         try:
             # A slice reads the mapped results in one request; iterating would probe one past the end and log

@@ -73,10 +73,10 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
         # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
         @task(max_active_tis_per_dagrun=1 if embedded_store else 16)
         def index_batch(batch: list[dict[str, str]], generation: str) -> list[dict[str, Any]]:
-            from pagelens import ingest
             from pagelens.airflow.hooks.milvus import task_settings
+            from pagelens.pipeline import stages
 
-            return [r.to_dict() for r in ingest.index_batch(batch, namespace, task_settings(), generation=generation)]
+            return [r.to_dict() for r in stages.index_batch(batch, namespace, task_settings(), generation=generation)]
 
         # zero documents leave index_batch skipped: the gate still decides
         @task(trigger_rule="none_failed", outlets=[index_alias()])

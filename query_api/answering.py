@@ -14,8 +14,8 @@ from typing import Any
 from flask import current_app, url_for
 
 from pagelens.answer import answer
-from pagelens.models import Answer, Citation, Hit
 from pagelens.pageimage import hit_page_images
+from pagelens.records import Answer, Citation, Hit
 from pagelens.retrieve import retrieve
 from pagelens.settings import Settings
 from pagelens.store import VectorStore

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 
 from pagelens.errors import IndexMissing, StoreUnavailable
 from pagelens.followup import Rewrite, Turn, standalone_question
-from pagelens.models import Answer
+from pagelens.records import Answer
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from query_api.answering import Answered, answer_json, answer_question, open_namespace, timings

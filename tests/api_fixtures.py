@@ -15,7 +15,7 @@ OPS_DOC = "warehouse_inspection_scan.png"  # namespace "ops": the scanned inspec
 @pytest.fixture(scope="session")
 def api_settings(sample_docs: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of an indexed store (models warm on first use, so tests can watch /readyz change)."""
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("api") / "data", api_warm_on_start=False)
     for doc, namespace in ((FINANCE_DOC, "finance"), (OPS_DOC, "ops")):

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from pagelens.answer import answer, build_messages, extractive_answer, verify_citations
-from pagelens.models import Hit
+from pagelens.records import Hit
 from pagelens.settings import Settings
 
 pytestmark = pytest.mark.integration  # MiniLM scores the sentences

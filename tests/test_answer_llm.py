@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from pagelens.answer import CITATION, SYSTEM_PROMPT, VISION_NOTE, answer, build_messages, label
-from pagelens.models import Hit
 from pagelens.pageimage import render_page_png
+from pagelens.records import Hit
 from pagelens.samples import PDF_NAME
 from pagelens.settings import Settings
 from tests.llm_server import MODEL_ALIAS, LlamaServer, RecordingProxy, smollm2_gguf

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def report_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A namespace with three indexed documents and three refused ones (empty, corrupt, unsupported)."""
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
 
     folder = tmp_path_factory.mktemp("reports")
     for n in range(3):

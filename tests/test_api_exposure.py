@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from pagelens import liteserver
-from pagelens.ingest import ingest
-from pagelens.models import DocumentReport
+from pagelens.pipeline.stages import ingest
+from pagelens.records import DocumentReport
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.store import InvalidNamespace, validate_namespace
@@ -81,7 +81,7 @@ def test_logs_escape_control_characters_in_names(tmp_path: Path, caplog: pytest.
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / EVIL).write_bytes(b"not a pdf at all")
-    with caplog.at_level(logging.WARNING, logger="pagelens.ingest"):
+    with caplog.at_level(logging.WARNING, logger="pagelens.pipeline.stages"):
         [report] = ingest(str(folder), "ns", Settings(data_dir=tmp_path / "data"))
     assert report.status == "quarantined"
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Quarantined")]

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from pagelens.contentstore import content_store
-from pagelens.ingest import ingest
-from pagelens.models import DocumentReport
+from pagelens.pipeline.stages import ingest
+from pagelens.records import DocumentReport
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.sources.local import file_sha256

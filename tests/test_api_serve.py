@@ -83,7 +83,7 @@ def test_pagelens_serve_answers_over_http(sample_docs: Path, tmp_path: Path) -> 
 
 def test_gunicorn_workers_share_a_milvus_server_and_sum_their_metrics(sample_docs: Path, tmp_path: Path,
                                                                       milvus_server: str) -> None:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
 
     settings = Settings(data_dir=tmp_path / "data", milvus_uri=milvus_server)
     assert [r.status for r in ingest(str(sample_docs / OPS_DOC), "gunicorn_ops", settings)] == ["indexed"]

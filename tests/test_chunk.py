@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pagelens.chunk import chunk_id, chunk_pages, dehyphenate, document_title
-from pagelens.models import Block, Page
+from pagelens.records import Block, Page
 
 
 def _chunks(pages: list[Page], target: int = 120, limit: int = 200):

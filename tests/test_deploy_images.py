@@ -58,7 +58,7 @@ def test_the_api_image_serves_the_factory_with_gunicorn_on_8080() -> None:
 def test_the_encoder_image_runs_the_encode_step_offline_with_auto_device() -> None:
     instructions = _stage(REPO / "encoder_image" / "Dockerfile", "encoder")
     entrypoint = next(args for ins, args in instructions if ins == "ENTRYPOINT")
-    assert json.loads(entrypoint) == ["python", "-m", "pagelens.encode_batch"]
+    assert json.loads(entrypoint) == ["python", "-m", "pagelens.pipeline.pod"]
     env = " ".join(args for ins, args in instructions if ins == "ENV")
     for setting in ("PAGELENS_DEVICE=auto", "PAGELENS_ENCODE_BATCH_SIZE=0", "HF_HUB_OFFLINE=1"):
         assert setting in env

@@ -1,4 +1,4 @@
-"""The encoder pod's entrypoint run as the pod runs it: a manifest on S3 (moto), `python -m pagelens.encode_batch`.
+"""The encoder pod's entrypoint run as the pod runs it: a manifest on S3 (moto), `python -m pagelens.pipeline.pod`.
 
 The subprocess gets what the pod gets: PAGELENS_* settings and the AWS connection as environment variables.
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pagelens.encode_batch import ModelMismatch, index_manifest
-from pagelens.manifest import BatchManifest, InvalidManifest, read_manifest, write_manifests
+from pagelens.pipeline.batches import BatchManifest, InvalidManifest, read_manifest, write_manifests
+from pagelens.pipeline.pod import ModelMismatch, index_manifest
 from pagelens.settings import Settings
 from pagelens.sources.local import LocalSource
 
@@ -50,7 +50,7 @@ def encode(manifest: str, data_dir: Path, connection: str, *extra: str) -> subpr
     env = {**os.environ, "PAGELENS_DATA_DIR": str(data_dir), "AIRFLOW_CONN_AWS_DEFAULT": connection,
            "AIRFLOW_HOME": str(data_dir / "airflow"), "PYTHONPATH": str(REPO / "plugins"),
            "OMP_THREAD_LIMIT": "1", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "pagelens.encode_batch", "--manifest", manifest, *extra],
+    return subprocess.run([sys.executable, "-m", "pagelens.pipeline.pod", "--manifest", manifest, *extra],
                           env=env, capture_output=True, text=True, timeout=600, check=False)
 
 

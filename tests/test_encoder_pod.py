@@ -74,7 +74,7 @@ def test_pod_runs_the_encoder_on_a_gpu_node(pod: dict[str, Any]) -> None:
     base = next(c for c in spec["containers"] if c["name"] == "base")
     assert pod["metadata"]["namespace"] == "pagelens"
     assert base["image"] == PRODUCTION["PAGELENS_ENCODER_IMAGE"]
-    assert base["command"] + base["args"] == ["python", "-m", "pagelens.encode_batch", "--manifest", MANIFEST]
+    assert base["command"] + base["args"] == ["python", "-m", "pagelens.pipeline.pod", "--manifest", MANIFEST]
     assert base["resources"] == {"limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"},
                                  "requests": {"cpu": "4", "memory": "16Gi"}}
     assert spec["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}

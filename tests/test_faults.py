@@ -11,7 +11,7 @@ import pytest
 from pagelens import liteserver
 from pagelens.embed import TextEncoder
 from pagelens.errors import StoreUnavailable
-from pagelens.ingest import ingest
+from pagelens.pipeline.stages import ingest
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.store import VectorStore

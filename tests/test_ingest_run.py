@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pagelens.ingest_run import NamespacesNotListed, RunConfigError, finish_run, plan_run, run_targets
+from pagelens.pipeline.run import NamespacesNotListed, RunConfigError, finish_run, plan_run, run_targets
 from pagelens.settings import NamespaceConfig, Settings
 from pagelens.sources import SourceError
 from pagelens.store import InvalidNamespace
@@ -70,7 +70,7 @@ def test_a_namespace_that_cannot_be_listed_does_not_hold_up_the_others(tmp_path:
 
 @pytest.mark.integration
 def test_a_configured_namespace_built_with_other_models_waits_for_its_rebuild(tmp_path: Path) -> None:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
     from tests.tiny_pdf import tiny_pdf
 
     folder = tmp_path / "docs"

@@ -1,4 +1,4 @@
-"""Page images: PDF pages and scans rendered to PNG, evidence boxes shaded where parse.py put them, files found."""
+"""Page images: PDF pages and scans rendered to PNG, evidence boxes shaded where the PDF parser put them, files found."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from pagelens.errors import DocumentNotFound, EncryptedDocument, PageOutOfRange
-from pagelens.models import DocumentReport, Hit
 from pagelens.pageimage import hit_page_images, render_page_png
-from pagelens.parse import extract_pages
+from pagelens.parsing.pdf import extract_pages
+from pagelens.records import DocumentReport, Hit
 from pagelens.registry import Registry
 from pagelens.samples import PDF_NAME, PNG_NAME
 from pagelens.settings import Settings
@@ -44,7 +44,7 @@ def test_pdf_page_renders_at_the_requested_resolution(sample_docs: Path) -> None
 def test_highlight_shades_the_words_box_and_nothing_else(sample_docs: Path) -> None:
     import pdfplumber
 
-    with pdfplumber.open(sample_docs / PDF_NAME) as pdf:  # the same words and boxes parse.py indexes
+    with pdfplumber.open(sample_docs / PDF_NAME) as pdf:  # the same words and boxes the parser indexes
         word = next(w for w in pdf.pages[0].extract_words() if w["text"] == "Robotics")
     box = (word["x0"], word["top"], word["x1"], word["bottom"])
     plain = pixels(render_page_png(sample_docs / PDF_NAME, 1, 144))

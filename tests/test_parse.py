@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pagelens.errors import DocumentError, EncryptedDocument
-from pagelens.parse import extract_pages
+from pagelens.parsing.pdf import extract_pages
+from pagelens.parsing.textquality import needs_ocr
 from pagelens.settings import Settings
-from pagelens.textquality import needs_ocr
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pagelens.parse import extract_pages
-from pagelens.parsepool import ParsePool, page_ranges
+from pagelens.parsing.pdf import extract_pages
+from pagelens.parsing.pool import ParsePool, page_ranges
 from pagelens.settings import Settings
 from pagelens.sources import SourceDocument
 from pagelens.sources.local import LocalSource
@@ -32,7 +32,7 @@ def _fetched(folder: Path, settings: Settings) -> list[SourceDocument]:
 
 
 def test_split_parse_equals_whole_parse_and_is_cached(sample_docs, settings, monkeypatch) -> None:
-    monkeypatch.setattr("pagelens.parsepool.SPLIT_MIN_PAGES", 2)  # the 4-page sample report gets split
+    monkeypatch.setattr("pagelens.parsing.pool.SPLIT_MIN_PAGES", 2)  # the 4-page sample report gets split
     settings.parse_workers = 2
     docs = _fetched(sample_docs, settings)
     report = next(d for d in docs if d.doc_id == "acme_annual_report.pdf")

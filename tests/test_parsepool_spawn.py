@@ -22,7 +22,7 @@ if __name__ != "__main__":  # what Airflow's set-up amounts to in a task process
     raise RuntimeError("the main script was run again in a parser worker")
 sys.path.insert(0, {plugins!r})
 from pathlib import Path
-from pagelens.ingest import index_batch
+from pagelens.pipeline.stages import index_batch
 from pagelens.settings import Settings
 from pagelens.sources.local import LocalSource
 

@@ -9,7 +9,7 @@ import pytest
 
 from pagelens.answer import extractive_answer
 from pagelens.cli import main as cli
-from pagelens.ingest import ingest
+from pagelens.pipeline.stages import ingest
 from pagelens.registry import Registry
 from pagelens.retrieve import MODES, distinct_pages, retrieve
 from pagelens.settings import Settings
@@ -107,7 +107,7 @@ def test_bad_files_are_quarantined_while_the_batch_lands(shared_eval, sample_doc
 
 
 def test_a_file_deleted_after_listing_is_reported_while_the_batch_lands(inbox, settings) -> None:
-    from pagelens.ingest import index_batch, list_sources, plan_ingest
+    from pagelens.pipeline.stages import index_batch, list_sources, plan_ingest
 
     plan = plan_ingest(list_sources([str(inbox)], "acme", settings), "acme", settings)
     (inbox / "warehouse_inspection_scan.png").unlink()

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine
 from pagelens.cli import main as cli
 from pagelens.errors import RegistrySchemaError
 from pagelens.migrations import VERSION_TABLE, current_revision, head_revision
-from pagelens.models import DocumentReport
+from pagelens.records import DocumentReport
 from pagelens.registry import Base, Registry
 from pagelens.settings import Settings, get_settings
 
@@ -87,7 +87,7 @@ def test_postgresql_registry_on_an_old_schema_says_to_run_db_upgrade(postgres, m
 
 
 def test_an_ingest_run_records_its_documents_in_postgresql(postgres_url, sample_docs, tmp_path) -> None:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from pagelens.models import Hit
+from pagelens.records import Hit
 from pagelens.retrieve import RetrievalError, distinct_pages, filter_expr, fuse_by_page, fuse_scores, retrieve
 from pagelens.settings import Settings
 

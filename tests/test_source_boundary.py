@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pagelens.contentstore import content_store
-from pagelens.ingest import index_batch, ingest
+from pagelens.pipeline.stages import index_batch, ingest
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.sources import SourceDocument, open_source

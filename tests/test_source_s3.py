@@ -11,8 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from pagelens.ingest import ingest, plan_ingest
-from pagelens.models import DocumentReport
+from pagelens.pipeline.stages import ingest, plan_ingest
+from pagelens.records import DocumentReport
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.sources import DocumentVanished, SourceError, open_source

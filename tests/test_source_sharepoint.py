@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from pagelens.airflow.hooks.sharepoint import SharePointHook
-from pagelens.ingest import ingest, plan_ingest
-from pagelens.models import DocumentReport
+from pagelens.pipeline.stages import ingest, plan_ingest
+from pagelens.records import DocumentReport
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError, open_source

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from pagelens.chunk import chunk_id
-from pagelens.models import Chunk
+from pagelens.records import Chunk
 from pagelens.settings import IMAGE_DIM, TEXT_DIM
 from pagelens.store import VectorStore, concat_vector
 

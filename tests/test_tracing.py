@@ -36,7 +36,7 @@ def test_configure_is_idempotent_and_an_exporter_passed_in_stays(spans) -> None:
 
 @pytest.mark.integration
 def test_ingest_emits_a_span_per_stage_nested_in_one_trace(spans, sample_docs, tmp_path) -> None:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
 
     settings = Settings(data_dir=tmp_path / "data", parse_workers=2)
     with span("ingest_run", namespace="ns"):

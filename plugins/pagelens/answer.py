@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pagelens.embed import text_encoder
-from pagelens.models import Answer, Citation, Hit
+from pagelens.records import Answer, Citation, Hit
 from pagelens.settings import Settings
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-from pagelens.models import BBox, Block, Chunk, Page
-from pagelens.ocr import union
+from pagelens.parsing.ocr import union
+from pagelens.records import BBox, Block, Chunk, Page
 
 CHUNK_VERSION = 4  # bump when chunk text or boundaries change: documents are re-indexed
 _LINE_BREAK_HYPHEN = re.compile(r"(?<=[a-z])-\n(?=[a-z])")

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from pagelens.errors import RegistrySchemaError, StoreUnavailable
-from pagelens.models import DocumentReport
 from pagelens.names import printable
 from pagelens.procs import exit_on_sigterm
+from pagelens.records import DocumentReport
 from pagelens.settings import get_settings
 from pagelens.sources import SourceError
 
@@ -111,7 +111,7 @@ def _progress(total: int, desc: str) -> Any:
 
 
 def _run_ingest(paths: list[str], namespace: str) -> tuple[list[DocumentReport], float]:
-    from pagelens.ingest import ingest
+    from pagelens.pipeline.stages import ingest
     from pagelens.tracing import configure_tracing, flush_tracing
 
     settings, bar = get_settings(), None

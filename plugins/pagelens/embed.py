@@ -206,7 +206,7 @@ def _log_vision_off_once() -> None:
 def model_version(settings: Settings) -> str:
     """Recorded on every chunk; a change (models, or how pages are parsed and chunked) means re-indexing."""
     from pagelens.chunk import CHUNK_VERSION
-    from pagelens.parse import PARSE_VERSION
+    from pagelens.parsing.pdf import PARSE_VERSION
 
     # From the setting alone: a planner (an Airflow worker) must not load CLIP just to name it.
     vision = settings.clip_model.rstrip("/").rsplit("/", 1)[-1] if settings.clip_model else "off"

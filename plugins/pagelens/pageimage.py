@@ -23,10 +23,10 @@ from pagelens.errors import (
     PageTooLarge,
     UnsupportedDocument,
 )
-from pagelens.models import BBox, Hit, Page
 from pagelens.names import printable
-from pagelens.parse import IMAGE_SUFFIXES, image_dpi
-from pagelens.pdfcheck import open_password
+from pagelens.parsing.pdf import IMAGE_SUFFIXES, image_dpi
+from pagelens.parsing.preflight import open_password
+from pagelens.records import BBox, Hit, Page
 from pagelens.redact import blur_faces, redacted_regions
 from pagelens.registry import DocumentRecord, Registry
 from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi, render_slot
@@ -48,7 +48,7 @@ def render_page_png(path: Path, page: int, dpi: int, highlight_bbox: Sequence[fl
     """PNG of page `page` (1-based) at `dpi` (lowered for big pages, PageTooLarge past the cap), with the
     `blackout` boxes filled black, faces blurred if `blur`, and `highlight_bbox` shaded.
 
-    Boxes are (x0, top, x1, bottom) in PDF points from the page's top-left corner, as parse.py writes chunk and
+    Boxes are (x0, top, x1, bottom) in PDF points from the page's top-left corner, as the PDF parser writes chunk and
     word boxes: pdfplumber's space for PDF pages (OCR'd ones included), pixels * 72 / dpi-tag for scans.
     Scans are returned as themselves, only scaled down when `dpi` is below their own resolution. `suffix`
     names the format when the file's own name has none (content-store files are named by hash).
@@ -129,7 +129,7 @@ def page_regions(settings: Settings, record: DocumentRecord, path: Path, page: i
     store = content_store(settings)
     regions = store.get_json(record.content_sha256, REGIONS) or {}
     if str(page) not in regions:
-        from pagelens.parse import extract_pages
+        from pagelens.parsing.pdf import extract_pages
 
         suffix = Path(record.doc_id).suffix.lower()
         try:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL import Image
 
-    from pagelens.models import Page
+    from pagelens.records import Page
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 

@@ -12,7 +12,7 @@ from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueC
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from pagelens.models import DocumentReport
+from pagelens.records import DocumentReport
 
 REASON_KIND = re.compile(r"^[a-z][a-z-]{0,39}$")  # the "kind: detail" prefix quarantine reasons start with
 

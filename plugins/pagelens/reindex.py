@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pagelens.embed import model_version
-from pagelens.ingest import batches, list_sources, plan_ingest
-from pagelens.models import DocumentReport
+from pagelens.pipeline.stages import batches, list_sources, plan_ingest
+from pagelens.records import DocumentReport
 from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import NamespaceConfig, Settings
 from pagelens.sources import open_source

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from pagelens.embed import image_encoder, text_encoder
-from pagelens.models import Hit
+from pagelens.records import Hit
 from pagelens.settings import Settings
 from pagelens.store import VectorStore, concat_vector, quote
 

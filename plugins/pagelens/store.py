@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from pagelens.errors import IndexMissing, StoreUnavailable
-from pagelens.models import Chunk, Hit
+from pagelens.records import Chunk, Hit
 from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The encode step as a GPU pod: a KubernetesPodOperator whose pod is built from the `# --- execution ---` settings.
 
-The pod runs `python -m pagelens.encode_batch --manifest <uri>` in the encoder image. It gets the non-secret
+The pod runs `python -m pagelens.pipeline.pod --manifest <uri>` in the encoder image. It gets the non-secret
 PAGELENS_* settings of the Airflow side as plain env (so it indexes exactly as the plan assumed) and every
 credential from the Secret `encoder_secret` by reference (`envFrom`); no secret value is ever in the pod spec.
 `render_encoder_pod(settings)` gives the pod as a dict without a cluster (what the k8s pod template mirrors).
@@ -20,7 +20,7 @@ from kubernetes.client import models as k8s
 if TYPE_CHECKING:
     from pagelens.settings import Settings
 
-ENCODER_COMMAND = ["python", "-m", "pagelens.encode_batch"]
+ENCODER_COMMAND = ["python", "-m", "pagelens.pipeline.pod"]
 ENCODER_LABELS = {"app.kubernetes.io/name": "pagelens-encoder", "app.kubernetes.io/component": "encoder",
                   "app.kubernetes.io/part-of": "pagelens"}
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -38,7 +38,7 @@ class EncoderSettingsError(ValueError):
 
 
 class EncoderPodOperator(KubernetesPodOperator):
-    """Index one batch manifest in a GPU pod: `python -m pagelens.encode_batch --manifest <manifest>`.
+    """Index one batch manifest in a GPU pod: `python -m pagelens.pipeline.pod --manifest <manifest>`.
 
     The pod writes its per-document reports to the XCom sidecar file, so with `do_xcom_push=True` the task
     returns them as the local encode task does. Build the other arguments with `encoder_pod_arguments(settings)`.

@@ -20,10 +20,10 @@ from typing import Any
 
 from pagelens import procs, tracing
 from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError
-from pagelens.models import Page
 from pagelens.pageimage import store_regions
-from pagelens.parse import extract_pages
-from pagelens.parsecache import cached_pages, store_pages
+from pagelens.parsing.artifacts import cached_pages, store_pages
+from pagelens.parsing.pdf import extract_pages
+from pagelens.records import Page
 from pagelens.settings import Settings
 from pagelens.sources import SourceDocument
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pagelens.embed import model_version
-from pagelens.ingest import batches, finish_ingest, list_sources, plan_ingest
-from pagelens.manifest import BatchManifest
+from pagelens.pipeline.batches import BatchManifest
+from pagelens.pipeline.stages import batches, finish_ingest, list_sources, plan_ingest
 from pagelens.sources import SourceError
 from pagelens.store import VectorStore, validate_namespace
 

@@ -54,7 +54,7 @@ class Chunk:
     @property
     def dense_text(self) -> str:
         """What MiniLM embeds: the search text cleaned of OCR and layout noise."""
-        from pagelens.textquality import clean_for_embedding
+        from pagelens.parsing.textquality import clean_for_embedding
 
         return clean_for_embedding(self.search_text)
 

@@ -12,8 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from pagelens.models import Block, Page
-from pagelens.parse import PARSE_VERSION
+from pagelens.parsing.pdf import PARSE_VERSION
+from pagelens.records import Block, Page
 from pagelens.settings import Settings
 
 

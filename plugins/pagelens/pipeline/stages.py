@@ -18,9 +18,9 @@ from pagelens.chunk import chunk_pages
 from pagelens.contentstore import content_store
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
-from pagelens.models import Chunk, DocumentReport, Page
 from pagelens.names import printable
-from pagelens.parsepool import ParsePool
+from pagelens.parsing.pool import ParsePool
+from pagelens.records import Chunk, DocumentReport, Page
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pagelens.models import BBox, Block
+from pagelens.records import BBox, Block
 
 # Tesseract's OpenMP threads fight each other on small machines: one thread is ~6x faster here.
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")

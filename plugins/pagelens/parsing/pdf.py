@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError, UnsupportedDocument
-from pagelens.models import BBox, Block, Page
-from pagelens.ocr import OcrResult, ocr_image, union
-from pagelens.pdfcheck import check_pdf
+from pagelens.parsing.ocr import OcrResult, ocr_image, union
+from pagelens.parsing.preflight import check_pdf
+from pagelens.parsing.textquality import needs_ocr
+from pagelens.records import BBox, Block, Page
 from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi
 from pagelens.settings import Settings
-from pagelens.textquality import needs_ocr
 from pagelens.tracing import span
 
 PARSE_VERSION = 2  # bump when parsing output changes: cached parses of older versions are ignored

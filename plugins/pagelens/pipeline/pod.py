@@ -1,9 +1,9 @@
 """The encode step of one batch: `index_manifest` (local task and pod alike) and the GPU pod's entrypoint.
 
-    python -m pagelens.encode_batch --manifest s3://bucket/key.json | file:///path.json [--reports PATH]
+    python -m pagelens.pipeline.pod --manifest s3://bucket/key.json | file:///path.json [--reports PATH]
 
 Reads the manifest (S3 through the Airflow connection `PAGELENS_AWS_CONN_ID`, or a local file), runs
-`pagelens.ingest.index_batch` on it and writes the per-document reports as JSON to `--reports`; by default
+`pagelens.pipeline.stages.index_batch` on it and writes the per-document reports as JSON to `--reports`; by default
 to `/airflow/xcom/return.json` when that folder exists (the KubernetesPodOperator's XCom sidecar volume),
 so the DAG's `finish` gets them exactly as from the local task. A document that cannot be read is
 quarantined and does not fail the batch. Exit codes: 0 done; 2 the manifest is missing or invalid, or the
@@ -23,13 +23,13 @@ from typing import Any
 
 from pagelens.embed import model_version
 from pagelens.errors import RegistrySchemaError, StoreUnavailable
-from pagelens.ingest import index_batch
-from pagelens.manifest import BatchManifest, InvalidManifest, ManifestUnavailable, read_manifest
+from pagelens.pipeline.batches import BatchManifest, InvalidManifest, ManifestUnavailable, read_manifest
+from pagelens.pipeline.stages import index_batch
 from pagelens.settings import Settings
 from pagelens.sources import SourceError
 from pagelens.tracing import configure_tracing, flush_tracing
 
-log = logging.getLogger("pagelens.encode_batch")
+log = logging.getLogger("pagelens.pipeline.pod")
 XCOM_RETURN = Path("/airflow/xcom/return.json")  # read back by the KubernetesPodOperator's sidecar
 TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes shows it as the container's termination message
 RETRIABLE = (ManifestUnavailable, SourceError, StoreUnavailable, RegistrySchemaError, OSError)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pagelens.encode_batch", description="Index one batch manifest.")
+    parser = argparse.ArgumentParser(prog="python -m pagelens.pipeline.pod", description="Index one batch manifest.")
     parser.add_argument("--manifest", required=True, help="s3://bucket/key.json, file:///path.json or a path")
     parser.add_argument("--reports", type=Path, default=None,
                         help=f"where the reports JSON goes (default: {XCOM_RETURN} when its folder exists)")
