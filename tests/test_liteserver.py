@@ -71,3 +71,25 @@ def _release_lite(settings: Settings) -> None:
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(settings.milvus_uri)
+
+
+PINGING_CLIENT = """
+import sys, time
+from pymilvus import MilvusClient
+# pings every second, idle channel included: stricter than pymilvus's 10 s, so the test is quick
+client = MilvusClient(uri=sys.argv[1], grpc_options={"grpc.keepalive_time_ms": 1000,
+                                                     "grpc.http2.max_pings_without_data": 0})
+client.list_collections()
+time.sleep(8)
+client.list_collections()
+print("ok")
+"""
+
+
+def test_the_served_store_accepts_keepalive_pings_of_an_idle_client(milvus_server) -> None:
+    """gRPC's default server policy sends GOAWAY "too_many_pings" to a client that pings between calls, and the
+    client's next call fails once; the server accepts pings as Milvus does (every 5 s at least)."""
+    run = subprocess.run([sys.executable, "-c", PINGING_CLIENT, milvus_server], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "GRPC_VERBOSITY": "ERROR"})
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+    assert "too_many_pings" not in run.stderr

@@ -3,10 +3,16 @@
 A Lite file is locked by the one process that opens it; a second process fails. `milvus-lite server` opens it
 once and serves the Milvus API; every process then connects with `PAGELENS_MILVUS_URI=http://127.0.0.1:<port>`.
 It binds 127.0.0.1 only (its own default is every interface, without authentication).
+
+The server runs as `python -m pagelens.liteserver` rather than `milvus-lite server`: the same MilvusLite engine and
+servicer, with a gRPC keepalive policy like Milvus's own (client pings every 5 s at least are fine, also between
+calls). gRPC's default policy answers a third early ping with GOAWAY "too_many_pings", and pymilvus pings every
+10 s, so a client idle on its channel failed its next call once with UNAVAILABLE.
 """
 
 from __future__ import annotations
 
+import argparse
 import signal
 import socket
 import subprocess
@@ -39,7 +45,7 @@ def lite_data_dir(settings: Settings) -> Path:
 def start(data_dir: Path, port: int = DEFAULT_PORT, log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start `milvus-lite server` on the data dir in the background; its output goes to `log` (else inherited)."""
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    command = [*procs.with_parent(signal.SIGINT), sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+    command = [*procs.with_parent(signal.SIGINT), sys.executable, "-m", "pagelens.liteserver", "--data-dir",
                str(data_dir), "--host", HOST, "--port", str(port)]
     output = open(log, "ab") if log else None  # the child writes to its own copy of the descriptor
     try:
@@ -81,8 +87,59 @@ def stop(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT_S) -> N
         process.wait(timeout)
 
 
+# Milvus (Go) enforces MinTime 5 s and PermitWithoutStream; pymilvus pings every 10 s, idle channels included.
+KEEPALIVE_POLICY = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),  # 0: never GOAWAY for pings
+]
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # as Milvus standalone (and milvus-lite's own server)
+WORKERS = 10
+
+
+def serve(data_dir: Path, host: str = HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the Lite data dir on host:port until SIGINT (then drain for 5 s and close the data cleanly)."""
+    from concurrent import futures
+
+    import grpc
+    from milvus_lite.adapter.grpc.servicer import MilvusServicer
+    from milvus_lite.db import MilvusLite
+    from pymilvus.grpc_gen import milvus_pb2_grpc
+
+    db = MilvusLite(str(data_dir))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS), options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        *KEEPALIVE_POLICY])
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+    try:
+        if not server.add_insecure_port(f"{host}:{port}"):
+            raise SystemExit(f"cannot listen on {host}:{port}: is the port taken?")
+        server.start()
+        sys.stderr.write(f"Milvus Lite serving {data_dir} on {host}:{port}\n")
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        sys.stderr.write("Shutting down...\n")
+    finally:
+        server.stop(grace=5).wait()
+        db.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pagelens.liteserver", description=serve.__doc__)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--host", default=HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    args = parser.parse_args(argv)
+    serve(args.data_dir, args.host, args.port)
+
+
 def _tail(log: Path | None, lines: int = 5) -> str:
     if not log or not log.exists():
         return ""
     text = log.read_text(errors="replace").strip().splitlines()[-lines:]
     return ": " + " | ".join(text) if text else ""
+
+
+if __name__ == "__main__":
+    main()
