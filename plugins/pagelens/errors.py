@@ -33,6 +33,16 @@ class UnsupportedDocument(DocumentError):
     kind = "unsupported"
 
 
+class ConversionFailed(DocumentError):
+    """LibreOffice could not turn an Office, HTML or text file into PDF (crash, damaged file, memory cap)."""
+
+    kind = "conversion-failed"
+
+
+class ConversionTimeout(ConversionFailed):
+    kind = "conversion-timeout"
+
+
 class OutsideSource(DocumentError):
     """A listed name that leads out of its source (a symlink to elsewhere, `..`): never read."""
 

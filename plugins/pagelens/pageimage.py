@@ -24,8 +24,10 @@ from pagelens.errors import (
     UnsupportedDocument,
 )
 from pagelens.names import printable
+from pagelens.parsing.convert import is_convertible
 from pagelens.parsing.pdf import IMAGE_SUFFIXES, image_dpi
 from pagelens.parsing.preflight import open_password
+from pagelens.parsing.renditions import renderable
 from pagelens.records import BBox, Hit, Page
 from pagelens.redact import blur_faces, redacted_regions
 from pagelens.registry import DocumentRecord, Registry
@@ -77,10 +79,9 @@ def indexed_page_png(settings: Settings, namespace: str, doc_id: str, page: int,
     words blacked out when `redact_pii` is on, faces blurred when `blur_faces` is on; at most
     `api_render_concurrency` renders at once in this process."""
     record = indexed_record(settings, namespace, doc_id)
-    path = indexed_content(settings, record)
-    suffix = Path(doc_id).suffix
+    path, suffix = renderable(settings, doc_id, record.content_sha256, indexed_content(settings, record))
     with render_slot(settings.api_render_concurrency, settings.api_render_wait_s):  # regions may parse the page
-        blackout = page_regions(settings, record, path, page) if settings.redact_pii else []
+        blackout = page_regions(settings, record, path, page, suffix) if settings.redact_pii else []
         return render_page_png(path, page, dpi, highlight_bbox, passwords=settings.pdf_passwords,
                                max_pixels=settings.max_render_pixels, suffix=suffix, blackout=blackout,
                                blur=settings.blur_faces)
@@ -123,18 +124,19 @@ def _unchanged_local_file(record: DocumentRecord) -> Path | None:
         return None
 
 
-def page_regions(settings: Settings, record: DocumentRecord, path: Path, page: int) -> list[BBox]:
+def page_regions(settings: Settings, record: DocumentRecord, path: Path, page: int, suffix: str = "") -> list[BBox]:
     """Boxes (PDF points) of the page's words that hold personal data, as ingest recorded them; a document
-    parsed from the parse cache (which keeps no word boxes) has that page parsed again once, here."""
+    parsed from the parse cache (which keeps no word boxes) has that page parsed again once, here. `path` is
+    the file pages are drawn from (a converted document's PDF rendition, then `suffix` is ".pdf")."""
     store = content_store(settings)
     regions = store.get_json(record.content_sha256, REGIONS) or {}
     if str(page) not in regions:
         from pagelens.parsing.pdf import extract_pages
 
-        suffix = Path(record.doc_id).suffix.lower()
+        suffix = (suffix or Path(record.doc_id).suffix).lower()
         try:
             pages = extract_pages(path, settings, (page, page) if suffix == ".pdf" else None, record.doc_id,
-                                  suffix=suffix)
+                                  suffix=suffix, born_digital=is_convertible(record.doc_id))
         except DocumentError as exc:
             raise PageImageError(f"cannot find the personal data of '{printable(record.doc_id)}' page {page} to "
                                  f"black it out ({exc.reason})") from exc

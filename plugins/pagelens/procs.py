@@ -54,11 +54,13 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, stop)
 
 
-def with_parent(sig: int) -> list[str]:
+def with_parent(sig: int, max_bytes: int = 0) -> list[str]:
     """A command prefix that runs the command as a child that gets `sig` when this process dies: the child
     sets it on itself and then execs the command (the setting survives exec). Unlike a preexec_fn it lets
-    subprocess skip a plain fork, whose atfork handlers upset the gRPC channels a parent may hold."""
-    return [sys.executable, "-m", "pagelens.procs", str(os.getpid()), str(int(sig)), "--"]
+    subprocess skip a plain fork, whose atfork handlers upset the gRPC channels a parent may hold.
+    `max_bytes` caps the address space of the command and everything it starts (RLIMIT_AS)."""
+    limit = [f"--max-bytes={max_bytes}"] if max_bytes else []
+    return [sys.executable, "-m", "pagelens.procs", str(os.getpid()), str(int(sig)), *limit, "--"]
 
 
 def child_env() -> dict[str, str]:
@@ -69,9 +71,15 @@ def child_env() -> dict[str, str]:
 
 
 def _exec_with_parent(argv: list[str]) -> None:
-    parent, sig, separator, *command = argv
+    parent, sig, *rest = argv
+    limit = rest.pop(0).removeprefix("--max-bytes=") if rest and rest[0].startswith("--max-bytes=") else ""
+    separator, *command = rest or [""]
     if separator != "--" or not command:
-        raise SystemExit("usage: python -m pagelens.procs PARENT_PID SIGNAL -- COMMAND...")
+        raise SystemExit("usage: python -m pagelens.procs PARENT_PID SIGNAL [--max-bytes=N] -- COMMAND...")
+    if limit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (int(limit), int(limit)))
     die_with_parent(int(parent), int(sig))
     os.execv(command[0], command)
 

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     parse_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)  # parser processes per batch
     parse_memory_mb: int = 6144  # address-space cap of each parser process
     max_render_pixels: int = 50_000_000  # pixel cap of every page raster (ingest OCR, API and LLM page images)
+    # Office, OpenDocument, RTF, HTML and text files are converted to PDF by LibreOffice (parsing/convert.py)
+    soffice: str = "soffice"  # LibreOffice's command (Debian: libreoffice-core + -writer, -impress, -calc)
+    convert_timeout_s: float = 120.0  # per file; a file still converting then is quarantined (conversion-timeout)
+    convert_memory_mb: int = 2048  # address-space cap of the LibreOffice process tree
 
     # Measured: 700/1000-character chunks lost 4-5 questions at rank 1 in both BM25 and dense against these
     # (with the distractors indexed); MiniLM sees chunks longer than its 256 tokens in windows (embed.py).

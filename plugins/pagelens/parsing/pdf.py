@@ -32,19 +32,21 @@ _FATAL_PDFMINER_WARNINGS = ("Data-loss while decompressing", "circular reference
 
 
 def extract_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None = None,
-                  doc_id: str = "", suffix: str = "") -> list[Page]:
+                  doc_id: str = "", suffix: str = "", born_digital: bool = False) -> list[Page]:
     """Parse one document; raise a DocumentError (the quarantine reason) if it cannot be read safely.
 
     `page_range` (first, last; 1-based, inclusive) parses part of a PDF, so big files can be split over workers.
     `doc_id` labels the per-page spans (default: the file name). `suffix` names the format of a file whose
-    own name has none (content-store files are named by hash).
+    own name has none (content-store files are named by hash). `born_digital`: the text layer is the document's
+    own text (a LibreOffice rendition), so only pages without text are OCR'd.
     """
     suffix = (suffix or path.suffix).lower()
     if suffix == ".pdf":
-        return _pdf_pages(path, settings, page_range, doc_id or path.name)
+        return _pdf_pages(path, settings, page_range, doc_id or path.name, born_digital)
     if suffix in IMAGE_SUFFIXES:
         return _image_pages(path, settings, doc_id or path.name)
-    raise UnsupportedDocument(f"'{suffix}' files are not supported (use PDF or {', '.join(sorted(IMAGE_SUFFIXES))})")
+    raise UnsupportedDocument(f"'{suffix}' files are not supported (use PDF, an image "
+                              f"({', '.join(sorted(IMAGE_SUFFIXES))}) or a format parsing/convert.py converts)")
 
 
 class _OcrPool:
@@ -74,7 +76,8 @@ def _traced_ocr(fn: Callable[[], OcrResult]) -> OcrResult:
         return fn()
 
 
-def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None, doc: str) -> list[Page]:
+def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None, doc: str,
+               born_digital: bool = False) -> list[Page]:
     import pdfplumber
     from pdfminer.pdfparser import PDFSyntaxError
     from pdfminer.psparser import PSException
@@ -91,7 +94,7 @@ def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | Non
             for number in range(first, min(last, len(pdf.pages)) + 1):
                 pdf_page = pdf.pages[number - 1]
                 with span("preprocess_page", doc=doc, page=number) as page_span:
-                    pages.append(_pdf_page(pdf_page, number, settings, vocab, pool))
+                    pages.append(_pdf_page(pdf_page, number, settings, vocab, pool, born_digital))
                     page_span.set_attribute("ocr", pages[-1].ocr)
                 pdf_page.close()
             pool.drain()
@@ -107,7 +110,8 @@ def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | Non
     return pages
 
 
-def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, pool: _OcrPool) -> Page:
+def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, pool: _OcrPool,
+              born_digital: bool = False) -> Page:
     p = pdf_page  # pdfplumber.page.Page
     page = Page(number=number, width=float(p.width), height=float(p.height))  # type: ignore[attr-defined]
     boxes = p.objects.get("textboxhorizontal", [])  # type: ignore[attr-defined]
@@ -115,17 +119,17 @@ def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, po
     figures = _figure_boxes(p, settings.min_figure_area)
     want_clip = bool(settings.clip_model)
     raster = None
-    if needs_ocr(layer_text, vocab):
+    if needs_ocr(layer_text, vocab, trusted=born_digital):
         page.ocr = True
         raster, scale = _render(p, settings.ocr_dpi, settings.max_render_pixels)
         pool.submit(lambda: ocr_image(raster, settings.ocr_lang, scale), lambda r: _set_ocr(page, r))
     else:
         page.words = [(w["text"], _bbox(w)) for w in p.extract_words()]  # type: ignore[attr-defined]
-        tables = p.find_tables()  # type: ignore[attr-defined]
+        # ruling without text (a chart's grid) is no table: its labels stay text
+        tables = [(tuple(t.bbox), text) for t in p.find_tables() if (text := _table_text(t.extract()))]  # type: ignore[attr-defined]
         page.tables = len(tables)
-        table_boxes = [tuple(t.bbox) for t in tables]
-        page.blocks = [b for b in _text_blocks(p, boxes) if not any(_inside(b.bbox, t) for t in table_boxes)]
-        page.blocks += [Block(text, tuple(t.bbox), "table") for t in tables if (text := _table_text(t.extract()))]
+        page.blocks = [b for b in _text_blocks(p, boxes) if not any(_inside(b.bbox, t) for t, _ in tables)]
+        page.blocks += [Block(text, box, "table") for box, text in tables]
         if figures and settings.ocr_figures:
             raster, scale = _render(p, settings.ocr_dpi, settings.max_render_pixels)
             for fig in figures:

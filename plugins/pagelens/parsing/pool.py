@@ -22,6 +22,7 @@ from pagelens import procs, tracing
 from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError
 from pagelens.pageimage import store_regions
 from pagelens.parsing.artifacts import cached_pages, store_pages
+from pagelens.parsing.convert import is_convertible
 from pagelens.parsing.pdf import extract_pages
 from pagelens.records import Page
 from pagelens.settings import Settings
@@ -80,7 +81,7 @@ def _parse(path: Path, settings: Settings, page_range: tuple[int, int] | None, d
     """In a worker: parse under the parent's span; the spans (and a refusal) travel back with the pages."""
     with tracing.remote_parent(carrier):
         try:
-            pages = extract_pages(path, settings, page_range, doc_id)
+            pages = extract_pages(path, settings, page_range, doc_id, born_digital=is_convertible(doc_id))
         except DocumentError as exc:
             return [], tracing.take_worker_spans(), exc
     return pages, tracing.take_worker_spans(), None
@@ -159,7 +160,7 @@ class ParsePool:
             raise self._too_big() from exc
         except BrokenProcessPool:
             self._restart(doc)
-            pages = self._retry_alone(doc)
+            pages = self._retry_alone(self.jobs[doc.doc_id][0])  # as submitted (a converted file: its PDF)
         store_pages(doc.content_sha256, self.settings, pages)
         store_regions(self.settings, doc.content_sha256, pages)  # word boxes are at hand only now
         return pages

@@ -19,12 +19,18 @@ def _vocabulary(vocab_file: Path) -> frozenset[str]:
     return frozenset(w for w in words if w.isalpha() and len(w) >= 3)
 
 
-def needs_ocr(text: str, vocab_file: Path) -> bool:
-    """True when the text layer is missing, too thin, or garbage (fonts without a ToUnicode map)."""
+def needs_ocr(text: str, vocab_file: Path, trusted: bool = False) -> bool:
+    """True when the text layer is missing, too thin, or garbage (fonts without a ToUnicode map).
+
+    `trusted`: the layer is the document's own text (a LibreOffice rendition of an Office file): a short slide
+    or a page in another language is not a sign of a scan, so only a missing or unmapped layer needs OCR.
+    """
     words = _WORD.findall(re.sub(r"\(cid:\d+\)", " ", text))
     unmapped = text.count("(cid:")
     if unmapped > len(words):  # more glyphs without a Unicode mapping than readable words
         return True
+    if trusted:
+        return not text.strip()
     if len(words) < MIN_WORDS:
         return True
     vocab = _vocabulary(vocab_file)

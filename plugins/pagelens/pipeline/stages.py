@@ -20,6 +20,7 @@ from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
 from pagelens.names import printable
 from pagelens.parsing.pool import ParsePool
+from pagelens.parsing.renditions import Renditions, keep_rendition, make_renditions
 from pagelens.records import Chunk, DocumentReport, Page
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import DocumentRecord, Registry
@@ -130,9 +131,15 @@ def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str
                 done(outcome)
             else:
                 fetched.append(outcome)
-        with ParsePool(fetched, settings) as parses:  # parsing runs ahead in worker processes
+        renditions = make_renditions(fetched, settings, Path(workdir))  # Office, HTML, text -> PDF
+        for doc in fetched:
+            if doc.doc_id in renditions.failed:
+                error, seconds = renditions.failed[doc.doc_id]
+                done(_quarantine(doc, error, store, seconds))
+        fetched = [doc for doc in fetched if doc.doc_id not in renditions.failed]
+        with ParsePool([renditions.for_parse(d) for d in fetched], settings) as parses:  # parsing runs ahead
             for doc in fetched:
-                done(index_document(doc, namespace, settings, store, parses.pages))
+                done(index_document(doc, namespace, settings, store, parses.pages, renditions))
     return reports
 
 
@@ -166,13 +173,18 @@ def _quarantine(doc: SourceDocument, exc: DocumentError, store: VectorStore, sec
 
 
 def index_document(doc: SourceDocument, namespace: str, settings: Settings, store: VectorStore,
-                   parse: Callable[[SourceDocument], list[Page]]) -> DocumentReport:
-    start = time.perf_counter()
+                   parse: Callable[[SourceDocument], list[Page]],
+                   renditions: Renditions | None = None) -> DocumentReport:
+    """`renditions`: the batch's PDF conversions; a converted document's time includes its conversion."""
+    renditions = renditions or Renditions()
+    start = time.perf_counter() - renditions.seconds.get(doc.doc_id, 0.0)
     try:
         pages = parse(doc)
     except DocumentError as exc:
         return _quarantine(doc, exc, store, time.perf_counter() - start)
     content_store(settings).put(doc.content_sha256, Path(doc.path))  # page images show these very bytes
+    if doc.doc_id in renditions.pdfs:  # ... drawn from the PDF that was parsed
+        keep_rendition(settings, doc.content_sha256, renditions.pdfs[doc.doc_id])
     chunks = chunk_pages(pages, namespace=namespace, doc_id=doc.doc_id, source_uri=doc.source_uri,
                          content_sha256=doc.content_sha256, model_version=model_version(settings),
                          target_chars=settings.chunk_chars, max_chars=settings.chunk_max_chars)
