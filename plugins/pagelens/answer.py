@@ -14,6 +14,7 @@ from typing import Any
 from pagelens.embed import text_encoder
 from pagelens.records import Answer, Citation, Hit
 from pagelens.settings import Settings
+from pagelens.tracing import context_carrier, current_span_attribute, span
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 WORD = re.compile(r"[a-z0-9][a-z0-9.,%-]*[a-z0-9%]|[a-z0-9]")
@@ -274,6 +275,20 @@ def answer(question: str, hits: list[Hit], settings: Settings, page_images: Page
     "extractive-fallback" with the reason. `page_images` renders a hit's page (PNG bytes) for vision
     models; the caller supplies it because only the caller knows where documents live.
     """
+    with span("generate_answer", evidence=min(len(hits), EVIDENCE_CHUNKS)) as generation:
+        result = _answer(question, hits, settings, page_images)
+        generation.set_attribute("answer.mode", result.mode)
+        generation.set_attribute("citations", len(result.citations))
+        generation.set_attribute("citations_removed", result.citations_removed)
+        generation.set_attribute("abstained", result.abstained)
+        if result.mode != "extractive":
+            generation.set_attribute("llm.model", settings.llm_model)
+        if result.fallback_reason:
+            generation.set_attribute("fallback_reason", result.fallback_reason)
+        return result
+
+
+def _answer(question: str, hits: list[Hit], settings: Settings, page_images: PageImages | None) -> Answer:
     if not settings.llm_base_url or not hits:
         return extractive_answer(question, hits, settings)
     try:
@@ -333,12 +348,14 @@ def generate_answer(question: str, hits: list[Hit], settings: Settings, page_ima
     start = time.perf_counter()
     try:
         with openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
-                           timeout=settings.llm_timeout_s, max_retries=0) as client:
+                           timeout=settings.llm_timeout_s, max_retries=0,
+                           default_headers=context_carrier()) as client:  # the trace goes on to the endpoint
             response = client.chat.completions.create(model=settings.llm_model, max_tokens=settings.llm_max_tokens,
                                                       temperature=0, messages=messages)  # type: ignore[arg-type]
     except openai.OpenAIError as exc:
         raise GenerationError(_failure_reason(exc, settings), time.perf_counter() - start) from exc
     seconds = time.perf_counter() - start
+    _record_usage(response)
     text = _reply_text(response)
     if not text:
         raise GenerationError(f"endpoint error: {settings.llm_model} returned an empty answer", seconds)
@@ -360,6 +377,15 @@ def says_documents_lack_answer(text: str) -> bool:
     """The reply's first sentence says the excerpts lack the answer: reported as an abstention."""
     first = SENTENCE_END.split(text.strip(), maxsplit=1)[0] if text.strip() else ""
     return bool(LACKS_ANSWER.search(first))
+
+
+def _record_usage(response: object) -> None:
+    """The endpoint's token counts on the current span (generate_answer), when it reports them."""
+    usage = getattr(response, "usage", None)
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = getattr(usage, name, None)
+        if isinstance(value, int):
+            current_span_attribute(f"llm.{name}", value)
 
 
 def _reply_text(response: object) -> str:

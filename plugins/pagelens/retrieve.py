@@ -1,7 +1,13 @@
-"""Retrieval: BM25, MiniLM dense and CLIP text->image searched in Milvus, fused by page; always inside one namespace."""
+"""Retrieval: BM25, MiniLM dense and CLIP text->image searched in Milvus, fused by page; always inside one namespace.
+
+The legs of a hybrid query run at once (a query costs about its slowest leg, not their sum): each waits on
+Milvus or on a model that releases the GIL, so threads suffice. Each leg is a `query_vector` span.
+"""
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -9,6 +15,7 @@ from pagelens.embed import image_encoder, text_encoder
 from pagelens.records import Hit
 from pagelens.settings import Settings
 from pagelens.store import VectorStore, concat_vector, quote
+from pagelens.tracing import in_current_context, span
 
 MODES = ("hybrid", "bm25", "dense", "concat", "rrf")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
@@ -45,29 +52,71 @@ def retrieve(question: str, namespace: str, settings: Settings, mode: str | None
         raise RetrievalError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     limit = limit or settings.candidates
     store, expr = VectorStore(settings, namespace, generation), filter_expr(filters)
-    if mode == "bm25":
-        return store.search("sparse", question, limit, expr)
-    if mode == "dense":
-        return store.search("text_vec", text_encoder(settings).encode([question])[0], limit, expr)
-    if mode == "concat":
-        query_vec = text_encoder(settings).encode([question])[0]
-        return store.search("concat_vec", concat_vector(None, query_vec, settings.vision_weight), limit, expr)
+    with span("retrieve", mode=mode, namespace=namespace, collection=store.target) as retrieval:
+        hits = _ranked(mode, question, store, settings, limit, expr)
+        retrieval.set_attribute("hits", len(hits))
+        return hits
+
+
+def _ranked(mode: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str) -> list[Hit]:
+    if mode in ("bm25", "dense", "concat"):
+        return _leg(mode, question, store, settings, limit, expr)
     legs = search_legs(question, store, settings, limit, expr)
-    if mode == "rrf":
-        return fuse_by_page([(1.0, legs["bm25"]), (1.0, legs["dense"]), (settings.vision_weight, legs["image"])])
-    return fuse_scores(legs, fusion_weights(settings))
+    with span("fuse", method="rrf" if mode == "rrf" else "score", legs=sum(1 for h in legs.values() if h)) as fused:
+        if mode == "rrf":
+            hits = fuse_by_page([(1.0, legs["bm25"]), (1.0, legs["dense"]), (settings.vision_weight, legs["image"])])
+        else:
+            hits = fuse_scores(legs, fusion_weights(settings))
+        fused.set_attribute("hits", len(hits))
+    return hits
 
 
 def search_legs(question: str, store: VectorStore, settings: Settings, limit: int, expr: str = "") -> dict[str, list[Hit]]:
-    """Each retriever's chunk hits for the question, best first: BM25, MiniLM, and CLIP's text tower (when on)."""
-    legs = {"bm25": store.search("sparse", question, limit, expr),
-            "dense": store.search("text_vec", text_encoder(settings).encode([question])[0], limit, expr),
-            "image": []}
-    clip = image_encoder(settings)
-    if clip is not None:
-        image_expr = " and ".join(x for x in ("has_image == true", expr) if x)
-        legs["image"] = store.search("image_vec", clip.encode_texts([question])[0], limit, image_expr)
+    """Each retriever's chunk hits for the question, best first: BM25, MiniLM, and CLIP's text tower (when on).
+
+    The other legs run in the leg pool while BM25 runs in the caller's thread; an error in any leg raises here.
+    """
+    names = ["dense", "image"] if image_encoder(settings) is not None else ["dense"]  # CLIP off or unloadable
+    pending: dict[str, Future[list[Hit]]] = {}
+    if settings.retrieval_concurrent:
+        for name in names:
+            leg = functools.partial(_leg, name, question, store, settings, limit, expr)
+            pending[name] = _leg_pool(settings.retrieval_threads).submit(in_current_context(leg))
+    legs = {"bm25": _leg("bm25", question, store, settings, limit, expr), "dense": [], "image": []}
+    for name in names:
+        legs[name] = pending[name].result() if name in pending else _leg(name, question, store, settings, limit, expr)
     return legs
+
+
+LEG_FIELDS = {"bm25": "sparse", "dense": "text_vec", "concat": "concat_vec", "image": "image_vec"}
+
+
+def _leg(name: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str) -> list[Hit]:
+    """One retriever: encode the question for its field (BM25 takes the text), then search that field."""
+    with span("query_vector", leg=name, field=LEG_FIELDS[name], limit=limit) as leg_span:
+        hits = store.search(LEG_FIELDS[name], _query(name, question, settings), limit, _leg_expr(name, expr))
+        leg_span.set_attribute("hits", len(hits))
+        return hits
+
+
+def _query(leg: str, question: str, settings: Settings) -> Any:
+    if leg == "bm25":
+        return question
+    if leg == "image":
+        return image_encoder(settings).encode_texts([question])[0]  # type: ignore[union-attr]  # search_legs checked
+    query_vec = text_encoder(settings).encode([question])[0]
+    return concat_vector(None, query_vec, settings.vision_weight) if leg == "concat" else query_vec
+
+
+def _leg_expr(leg: str, expr: str) -> str:
+    return " and ".join(x for x in ("has_image == true", expr) if x) if leg == "image" else expr
+
+
+@functools.lru_cache(maxsize=1)
+def _leg_pool(threads: int) -> ThreadPoolExecutor:
+    """The process's leg threads, shared by concurrent requests (created on the first hybrid query)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="retrieval-leg")
+
 
 
 def fusion_weights(settings: Settings) -> dict[str, float]:
