@@ -58,6 +58,7 @@ LABEL org.opencontainers.image.title="pagelens-airflow" \
 USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr \
+    libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc fonts-dejavu-core fonts-liberation2 \
  && rm -rf /var/lib/apt/lists/*
 USER airflow
 COPY requirements.txt /tmp/requirements.txt

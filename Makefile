@@ -23,10 +23,12 @@ setup: system-deps $(VENV)/.installed
 # Debian packages: Tesseract for OCR, poppler-utils for the off-the-shelf baseline in bench/, the PostgreSQL
 # server that the registry tests start on a free port (they run initdb/pg_ctl themselves), and a C++ toolchain:
 # llama-cpp-python (the local LLM server of the answer tests) builds from source; Chromium and its driver for
-# the browser-page test (tests/test_ui_browser.py).
-SYSTEM_PACKAGES := tesseract-ocr poppler-utils postgresql g++ cmake chromium chromium-driver
+# the browser-page test (tests/test_ui_browser.py); LibreOffice (core, writer, impress, calc) converts Office, HTML
+# and text documents to PDF before parsing (plugins/pagelens/parsing/convert.py).
+SYSTEM_PACKAGES := tesseract-ocr poppler-utils postgresql g++ cmake chromium chromium-driver \
+	libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc
 system-deps:
-	@if ! command -v tesseract >/dev/null || ! command -v pdftotext >/dev/null || ! command -v g++ >/dev/null || ! command -v cmake >/dev/null || ! command -v chromedriver >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! command -v tesseract >/dev/null || ! command -v pdftotext >/dev/null || ! command -v g++ >/dev/null || ! command -v cmake >/dev/null || ! command -v chromedriver >/dev/null || ! command -v soffice >/dev/null || ! dpkg -s libreoffice-writer libreoffice-impress libreoffice-calc >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else echo "Install the system packages: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; fi
 
@@ -41,9 +43,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 # the ingest (when nothing they depend on changed) and only asks the question again.
 demo: setup
 	@mkdir -p $(DEMO_STATE)
-	@if [ -f $(DEMO_STATE)/samples ] && [ -z "$$(find plugins/pagelens/samples.py $(VENV)/.installed -newer $(DEMO_STATE)/samples -print -quit)" ] && [ -d $(DEMO_DOCS) ]; then \
+	@if [ -f $(DEMO_STATE)/samples ] && [ -z "$$(find plugins/pagelens/samples.py plugins/pagelens/samples_office.py $(VENV)/.installed -newer $(DEMO_STATE)/samples -print -quit)" ] && [ -d $(DEMO_DOCS) ]; then \
 	  echo "demo: sample documents in demo/docs are up to date (not rewritten)"; \
-	else $(PY) -m pagelens.samples $(DEMO_DOCS) >/dev/null && touch $(DEMO_STATE)/samples && echo "demo: wrote the sample documents to demo/docs"; fi
+	else $(PY) -m pagelens.samples $(DEMO_DOCS) >/dev/null && $(PY) -m pagelens.samples_office $(DEMO_DOCS) >/dev/null \
+	  && touch $(DEMO_STATE)/samples && echo "demo: wrote the sample documents to demo/docs (a PDF, a scan, a DOCX, a PPTX)"; fi
 	@if [ -f $(AIRFLOW_DB) ] && [ $(AIRFLOW_DB) -nt $(VENV)/.installed ]; then echo "demo: Airflow metadata DB ready (migrate skipped)"; \
 	else mkdir -p $(PAGELENS_DATA_DIR)/airflow && $(AIRFLOW_ENV) $(BIN)/airflow db migrate >$(DEMO_STATE)/migrate.log 2>&1 \
 	  && echo "demo: Airflow metadata DB migrated" || { tail -n 20 $(DEMO_STATE)/migrate.log; exit 1; }; fi

@@ -3,6 +3,7 @@ isolation (bad files, time limit, memory cap) and the files' way through ingest 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -119,3 +120,39 @@ def _processes() -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_office_files_are_ingested_cited_by_page_and_shown_from_their_pdf(tmp_path, settings) -> None:
+    from PIL import Image
+
+    from pagelens.answer import answer
+    from pagelens.pageimage import indexed_page_png
+    from pagelens.pipeline.stages import ingest
+    from pagelens.registry import Registry
+    from pagelens.retrieve import retrieve
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_docx(docs / "handbook.docx")
+    write_pptx(docs / "review.pptx")
+    (docs / "broken.pptx").write_bytes((docs / "review.pptx").read_bytes()[:20_000])  # cut short: a damaged zip
+    (docs / "notes.docx").write_text("plain text under an Office name")
+    reports = {r.doc: r for r in ingest(str(docs), "office", settings)}
+    assert reports["handbook.docx"].status == "indexed" and reports["handbook.docx"].pages == 2
+    assert reports["handbook.docx"].tables == 1
+    assert reports["review.pptx"].status == "indexed" and reports["review.pptx"].pages == 3
+    assert reports["broken.pptx"].status == "quarantined"
+    assert reports["broken.pptx"].reason.startswith("conversion-failed: LibreOffice could not open it as a presentation")
+    assert reports["notes.docx"].reason.startswith("unsupported: not a zip-based Office/OpenDocument file")
+    record = Registry(settings.registry_url).get("office", "handbook.docx")
+    assert record.content_sha256 == reports["handbook.docx"].content_sha256  # the original's hash, not the PDF's
+
+    hits = retrieve("How many servo motors S-20 are in stock?", "office", settings)
+    assert (hits[0].doc_id, hits[0].page, hits[0].kind) == ("handbook.docx", 2, "table")
+    cited = answer("Where did most of the downtime gain come from?", retrieve(
+        "Where did most of the downtime gain come from?", "office", settings), settings)
+    assert ("review.pptx", 2) in {(c.doc, c.page) for c in cited.citations}  # the speaker note of slide 2
+
+    png = indexed_page_png(settings, "office", "handbook.docx", 2, 50, hits[0].bbox)
+    image = Image.open(io.BytesIO(png))
+    assert image.height > image.width  # an A4 page drawn from the kept PDF rendition

@@ -64,3 +64,19 @@ def write_pptx(path: Path) -> Path:
 def write_office_samples(target_dir: Path) -> list[Path]:
     target_dir.mkdir(parents=True, exist_ok=True)
     return [write_docx(target_dir / DOCX_NAME), write_pptx(target_dir / PPTX_NAME)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m pagelens.samples_office DIR``; writes the two files, lists their paths."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m pagelens.samples_office", description=__doc__.splitlines()[0])
+    parser.add_argument("target_dir", type=Path)
+    for path in write_office_samples(parser.parse_args(argv).target_dir):
+        sys.stdout.write(f"{path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pagelens import procs
-from pagelens.errors import ConversionFailed, ConversionTimeout, DocumentError
+from pagelens.errors import ConversionFailed, ConversionTimeout, DocumentError, UnsupportedDocument
 
 # What LibreOffice opens as each family; the PDF export filter (and its options) is per family.
 WRITER_SUFFIXES = {".docx", ".docm", ".doc", ".dotx", ".odt", ".rtf"}
@@ -61,6 +61,12 @@ _PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+# Leading bytes each binary format must have: LibreOffice would otherwise import any bytes as plain text.
+_ZIP, _OLE = b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_MAGIC = {**dict.fromkeys((".docx", ".docm", ".dotx", ".pptx", ".pptm", ".ppsx", ".xlsx", ".xlsm", ".odt", ".odp", ".ods"),
+                          _ZIP), **dict.fromkeys((".doc", ".ppt", ".xls"), _OLE), ".rtf": b"{\\rtf"}
+
+
 def is_convertible(name: str) -> bool:
     return Path(name).suffix.lower() in CONVERTIBLE_SUFFIXES
 
@@ -96,14 +102,28 @@ def convert_to_pdf(files: dict[str, Path], workdir: Path, limits: ConverterLimit
         raise FileNotFoundError(f"LibreOffice ({limits.soffice!r}) is not installed: apt-get install libreoffice-core "
                                 "libreoffice-writer libreoffice-impress libreoffice-calc (or set PAGELENS_SOFFICE)")
     by_family: dict[str, list[tuple[str, Path]]] = {}
-    for key, path in files.items():
-        by_family.setdefault(family(path.suffix), []).append((key, path))
     results: dict[str, Converted] = {}
+    for key, path in files.items():
+        if (refusal := _wrong_format(path)) is not None:
+            results[key] = Converted(None, refusal, 0.0)
+        else:
+            by_family.setdefault(family(path.suffix), []).append((key, path))
     for name, members in by_family.items():
         lane = workdir / f"convert-{name}"
         staged = _stage(members, lane / "in")
         results.update(_convert_lane(name, staged, lane / "out", limits))
     return results
+
+
+def _wrong_format(path: Path) -> DocumentError | None:
+    magic = _MAGIC.get(path.suffix.lower())
+    with path.open("rb") as handle:
+        head = handle.read(len(magic or b""))
+    if magic and head != magic:
+        kind = "zip-based Office/OpenDocument" if magic == _ZIP else "RTF" if magic != _OLE else "legacy Office (OLE)"
+        return UnsupportedDocument(f"not a {kind} file although it is named '{path.suffix.lower()}' (its first bytes "
+                                   "say otherwise); save it in its real format and ingest it again")
+    return None
 
 
 def _stage(members: list[tuple[str, Path]], folder: Path) -> list[tuple[str, Path]]:

@@ -7,6 +7,7 @@ password that opens an encrypted file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pagelens.errors import CorruptDocument, DecompressionBomb, EmptyDocument, EncryptedDocument
@@ -82,8 +83,13 @@ def _check_page(page: object, number: int, max_image_pixels: int, max_render_pix
     _check_xobjects(page.obj.get("/Resources"), number, max_image_pixels, set())  # type: ignore[attr-defined]
 
 
-def _check_xobjects(resources: object, number: int, max_image_pixels: int, seen: set[tuple[int, int]]) -> None:
-    """Walk form XObjects depth-first: refuse giant images and cycles (infinite recursion in renderers)."""
+def _check_xobjects(resources: object, number: int, max_image_pixels: int, seen: set[tuple[int, int]],
+                    invoked: set[str] | None = None) -> None:
+    """Walk form XObjects depth-first: refuse giant images and cycles (infinite recursion in renderers).
+
+    Inside a form only the XObjects its content draws (`/Name Do`) are followed: LibreOffice's PDFs give forms
+    a shared resource dictionary that lists the form itself, which no renderer recurses into.
+    """
     import pikepdf
 
     if not isinstance(resources, pikepdf.Dictionary):
@@ -92,7 +98,7 @@ def _check_xobjects(resources: object, number: int, max_image_pixels: int, seen:
     if not isinstance(xobjects, pikepdf.Dictionary):
         return
     for name, xobj in xobjects.items():
-        if not isinstance(xobj, pikepdf.Stream):
+        if not isinstance(xobj, pikepdf.Stream) or (invoked is not None and name not in invoked):
             continue
         if xobj.get("/Subtype") == "/Image":
             pixels = int(xobj.get("/Width", 0)) * int(xobj.get("/Height", 0))
@@ -105,7 +111,23 @@ def _check_xobjects(resources: object, number: int, max_image_pixels: int, seen:
             key = xobj.objgen
             if key in seen:
                 raise CorruptDocument(f"page {number} has circular form XObject references ({name})")
-            _check_xobjects(xobj.get("/Resources"), number, max_image_pixels, seen | {key})
+            _check_xobjects(xobj.get("/Resources"), number, max_image_pixels, seen | {key}, _invoked(xobj))
+
+
+def _invoked(form: object) -> set[str]:
+    """Names the form's content stream draws with `Do` (all of its XObjects if the stream cannot be read)."""
+    import pikepdf
+
+    try:
+        data = form.read_bytes()  # type: ignore[attr-defined]
+    except pikepdf.PdfError:
+        resources = form.get("/Resources")  # type: ignore[attr-defined]
+        xobjects = resources.get("/XObject") if isinstance(resources, pikepdf.Dictionary) else None
+        return {str(k) for k in xobjects.keys()} if isinstance(xobjects, pikepdf.Dictionary) else set()
+    return {"/" + m.decode("latin-1") for m in _DO.findall(data)}
+
+
+_DO = re.compile(rb"/([^\s/\[\]()<>{}%]+)\s+Do\b")
 
 
 def _short(exc: Exception) -> str:
