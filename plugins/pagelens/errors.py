@@ -67,6 +67,10 @@ class IndexMissing(LookupError):
     """Searching before anything was ingested."""
 
 
+class IndexOutdated(IndexMissing):
+    """The namespace's index was built with an older collection schema than this code reads."""
+
+
 class PageImageError(LookupError):
     """A page image cannot be produced for a document; the query API answers these with 4xx."""
 

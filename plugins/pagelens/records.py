@@ -45,6 +45,7 @@ class Chunk:
     model_version: str
     context: str = ""  # the document's title: searched and embedded with the text, not shown
     image: Any = None  # PIL image the CLIP branch embeds (page raster or figure crop)
+    principals: list[str] = field(default_factory=lambda: ["*"])  # who may read it; "*": every reader of the namespace
 
     @property
     def search_text(self) -> str:

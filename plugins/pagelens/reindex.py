@@ -24,7 +24,7 @@ from pagelens.records import DocumentReport
 from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import NamespaceConfig, Settings
 from pagelens.sources import open_source
-from pagelens.store import VectorStore
+from pagelens.store import SCHEMA_VERSION, VectorStore
 
 log = logging.getLogger(__name__)
 GATE_METRIC = "recall@5"
@@ -99,6 +99,8 @@ def rebuild_reason(namespace: str, settings: Settings) -> str:
     live = store.live_generation()
     if live is None:
         return "no live generation"
+    if not store.schema_current(live):
+        return f"live generation {live} predates collection schema {SCHEMA_VERSION} (document permissions)"
     held, current = loaded(settings, namespace, live).model_version(), model_version(settings)
     if held is not None and held != current:
         return f"live generation {live} holds model version {held}; current is {current}"

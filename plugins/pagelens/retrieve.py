@@ -7,6 +7,7 @@ Milvus or on a model that releases the GIL, so threads suffice. Each leg is a `q
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
@@ -42,16 +43,19 @@ def filter_expr(filters: dict[str, Any] | None) -> str:
 
 
 def retrieve(question: str, namespace: str, settings: Settings, mode: str | None = None, limit: int | None = None,
-             filters: dict[str, Any] | None = None, generation: str | None = None) -> list[Hit]:
+             filters: dict[str, Any] | None = None, generation: str | None = None,
+             principals: Iterable[str] | None = None) -> list[Hit]:
     """Chunks ranked for the question, best first (several may come from the same page).
 
     `generation` searches that collection generation instead of the live one (a rebuild judged before its swap).
+    `principals`: the reader's principal set; every search leg then sees only chunks of documents one of them
+    may read (None: unrestricted, for the operator's CLI and evaluation).
     """
     mode = mode or settings.retrieval_mode
     if mode not in MODES:
         raise RetrievalError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     limit = limit or settings.candidates
-    store, expr = VectorStore(settings, namespace, generation), filter_expr(filters)
+    store, expr = VectorStore(settings, namespace, generation, principals), filter_expr(filters)
     with span("retrieve", mode=mode, namespace=namespace, collection=store.target) as retrieval:
         hits = _ranked(mode, question, store, settings, limit, expr)
         retrieval.set_attribute("hits", len(hits))

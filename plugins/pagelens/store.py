@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pagelens.errors import IndexMissing, StoreUnavailable
+from pagelens.errors import IndexMissing, IndexOutdated, StoreUnavailable
 from pagelens.records import Chunk, Hit
 from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
 
@@ -26,6 +26,12 @@ ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer",
 MAX_TEXT = 65535
 PAGE_SIZE = 10_000
 _LOADED: set[tuple[str, str]] = set()  # (uri, alias) loaded for search in this process
+# 2: `principals` (document-level permissions). Generations of an older schema are refused at search with the
+# command that rebuilds them; nothing is migrated in place (Milvus cannot add a field to a collection).
+SCHEMA_VERSION = 2
+EVERYONE = "*"  # the principal of a document every reader of its namespace may see
+MAX_PRINCIPALS = 1024  # per document; a longer list is cut (fewer readers, never more) with a warning
+PRINCIPAL_CHARS = 256
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,7 +92,10 @@ class VectorStore:
     one generation (the rebuild writes there) instead of following the alias.
     """
 
-    def __init__(self, settings: Settings, namespace: str, generation: str | None = None) -> None:
+    def __init__(self, settings: Settings, namespace: str, generation: str | None = None,
+                 principals: Iterable[str] | None = None) -> None:
+        """`principals`: the reader's principal set; every read is then limited to chunks one of them (or
+        `EVERYONE`) may see. None: unrestricted (ingest, the operator's CLI)."""
         if settings.is_lite:
             settings.ensure_dirs()
         self.settings = settings
@@ -94,6 +103,7 @@ class VectorStore:
         self.client = milvus_client(settings)
         self.alias = f"{settings.collection}__{namespace}"
         self.target = generation or self.alias  # what reads and writes address
+        self.principals = None if principals is None else sorted({EVERYONE, *principals})
 
     # -- lifecycle -------------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -103,6 +113,7 @@ class VectorStore:
         """Create generation v1 and point the alias at it if the namespace has no index yet."""
         if self.target == self.alias and not self.client.has_collection(self.alias):
             self.point_alias(self.create_generation())
+        self.check_schema()  # writes carry principals
         self.ensure_loaded()
         return self.target
 
@@ -117,10 +128,25 @@ class VectorStore:
         if not self.client.has_collection(self.target):
             raise IndexMissing(f"namespace '{self.namespace}' has no index at {self.settings.milvus_uri}: "
                                f"run `pagelens ingest … --namespace {self.namespace}` first")
+        if self.principals is not None:  # a reader's filter needs the field
+            self.check_schema()
         if not self.is_loaded():
             kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
             self.client.load_collection(self.target, **kwargs)
         _LOADED.add(key)
+
+    def schema_current(self, name: str | None = None) -> bool:
+        """Whether the generation (default: the target) has this code's collection schema."""
+        fields = {f["name"] for f in self.client.describe_collection(name or self.target)["fields"]}
+        return "principals" in fields
+
+    def check_schema(self) -> None:
+        if not self.schema_current():
+            raise IndexOutdated(
+                f"the index of namespace '{self.namespace}' ({self.target}) predates document permissions (collection "
+                f"schema {SCHEMA_VERSION}): rebuild it with the pagelens_reindex__{self.namespace} DAG (its next run "
+                f"does; now: `airflow dags trigger pagelens_reindex__{self.namespace}`), which builds a new generation "
+                "beside the old one and swaps it in")
 
     def load_state(self) -> str:
         """Milvus's word for it: Loaded, Loading, NotLoad."""
@@ -185,6 +211,8 @@ class VectorStore:
         schema.add_field("image_vec", DataType.FLOAT_VECTOR, dim=IMAGE_DIM)
         schema.add_field("concat_vec", DataType.FLOAT_VECTOR, dim=CONCAT_DIM)  # the seed's baseline only
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("principals", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_PRINCIPALS,
+                         max_length=PRINCIPAL_CHARS)
         schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
                                      input_field_names=["search_text"], output_field_names=["sparse"]))
         index = self.client.prepare_index_params()
@@ -209,12 +237,30 @@ class VectorStore:
                 "search_text": chunk.search_text[:MAX_TEXT // 4],
                 "text_vec": tvec, "image_vec": ivec or [0.0] * IMAGE_DIM,
                 "concat_vec": concat_vector(ivec, tvec, vision_weight),
+                "principals": _principals(chunk.principals, chunk.doc_id),
             }
         if rows:
             foreign = {c.namespace for c in chunks} - {self.namespace}
             if foreign:
                 raise ValueError(f"chunks of namespace {sorted(foreign)} written to the index of '{self.namespace}'")
             self.client.upsert(self.target, list(rows.values()))
+        return len(rows)
+
+    def set_principals(self, doc_id: str, principals: Sequence[str]) -> int:
+        """Give every chunk of the document a new principal set without embedding again (rows are read back
+        whole and upserted; BM25's sparse vector is recomputed by Milvus from the same text)."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self.client.query(self.target, filter=self._where(doc_id), output_fields=WRITABLE_FIELDS,
+                                     offset=len(rows), limit=PAGE_SIZE)
+            rows += page
+            if len(page) < PAGE_SIZE:
+                break
+        value = _principals(principals, doc_id)
+        for row in rows:
+            row["principals"] = value
+        if rows:
+            self.client.upsert(self.target, rows)
         return len(rows)
 
     def delete_document(self, doc_id: str) -> None:
@@ -252,6 +298,8 @@ class VectorStore:
             parts.append(f"doc_id == {quote(doc_id)}")
         if expr:
             parts.append(f"({expr})")
+        if self.principals is not None:
+            parts.append(f"array_contains_any(principals, [{', '.join(quote(p) for p in self.principals)}])")
         return " and ".join(parts)
 
     # -- reads -----------------------------------------------------------------------------------
@@ -265,6 +313,18 @@ class VectorStore:
         if field == "sparse":  # Milvus Lite reports BM25 relevance negated (-12.3 best); Milvus, as is. Both: |d|
             hits = [replace(h, score=abs(h.score)) for h in hits]
         return hits
+
+
+WRITABLE_FIELDS = ["id", "namespace", "doc_id", "source_uri", "content_sha256", "page", "chunk_no", "bbox", "kind",
+                   "model_version", "has_image", "text", "search_text", "text_vec", "image_vec", "concat_vec", "principals"]
+
+
+def _principals(principals: Sequence[str], doc_id: str) -> list[str]:
+    kept = sorted({p for p in principals if p and len(p) <= PRINCIPAL_CHARS})
+    if len(kept) > MAX_PRINCIPALS or len(kept) < len(set(principals)):
+        log.warning("%s: %d principals kept of %d (at most %d of up to %d characters)", doc_id,
+                    min(len(kept), MAX_PRINCIPALS), len(set(principals)), MAX_PRINCIPALS, PRINCIPAL_CHARS)
+    return kept[:MAX_PRINCIPALS]
 
 
 def concat_vector(image_vec: list[float] | None, text_vec: list[float], alpha: float) -> list[float]:
