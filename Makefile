@@ -24,11 +24,12 @@ setup: system-deps $(VENV)/.installed
 # server that the registry tests start on a free port (they run initdb/pg_ctl themselves), and a C++ toolchain:
 # llama-cpp-python (the local LLM server of the answer tests) builds from source; Chromium and its driver for
 # the browser-page test (tests/test_ui_browser.py); LibreOffice (core, writer, impress, calc) converts Office, HTML
-# and text documents to PDF before parsing (plugins/pagelens/parsing/convert.py).
+# and text documents to PDF before parsing (plugins/pagelens/parsing/convert.py); Prometheus (promtool and the
+# server) and its Pushgateway for the monitoring tests (tests/test_monitoring.py).
 SYSTEM_PACKAGES := tesseract-ocr poppler-utils postgresql g++ cmake chromium chromium-driver \
-	libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc
+	libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc prometheus prometheus-pushgateway
 system-deps:
-	@if ! command -v tesseract >/dev/null || ! command -v pdftotext >/dev/null || ! command -v g++ >/dev/null || ! command -v cmake >/dev/null || ! command -v chromedriver >/dev/null || ! command -v soffice >/dev/null || ! dpkg -s libreoffice-writer libreoffice-impress libreoffice-calc >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! command -v tesseract >/dev/null || ! command -v pdftotext >/dev/null || ! command -v g++ >/dev/null || ! command -v cmake >/dev/null || ! command -v chromedriver >/dev/null || ! command -v promtool >/dev/null || ! command -v prometheus-pushgateway >/dev/null || ! command -v soffice >/dev/null || ! dpkg -s libreoffice-writer libreoffice-impress libreoffice-calc >/dev/null 2>&1 || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else echo "Install the system packages: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; fi
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pagelens.embed import image_encoder, model_version, text_encoder
+from pagelens.jobmetrics import push_drift_check
 from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
 from pagelens.store import milvus_client
 
@@ -108,6 +109,7 @@ def check_drift(settings: Settings, rebaseline: bool = False) -> DriftResult:
             result.unchecked.append(encoder)
             log.warning("Encoder %s is %s the drift baseline: re-baseline to check it", encoder,
                         "missing today but in" if encoder in baseline else "not in")
+    push_drift_check(settings, result)  # PAGELENS_METRICS_PUSHGATEWAY, if set: the drift alerts read it
     if result.drifted:
         raise EmbeddingDrift(drift_message(result), result)
     return result

@@ -86,8 +86,15 @@ class Settings(BaseSettings):
     llm_image_dpi: int = 100  # resolution of the page images sent to a vision model (A4 ~ 830x1170 px)
 
     # --- sources (S3, SharePoint) ---
+    # Inside Airflow tasks S3 and Graph clients come from these connections; elsewhere (CLI, API, encoder pods)
+    # from boto3's own configuration (AWS_* variables, a web identity) and the app registration below.
     aws_conn_id: str = "aws_default"  # Airflow connection S3 sources read through
     sharepoint_conn_id: str = "sharepoint_default"  # Airflow connection SharePoint sources read through
+    sharepoint_tenant_id: str = ""  # outside Airflow: the Entra tenant of the app registration
+    sharepoint_client_id: str = ""
+    sharepoint_client_secret: str = ""
+    sharepoint_authority_host: str = ""  # empty: the public cloud login host
+    sharepoint_graph_url: str = ""  # empty: https://graph.microsoft.com/v1.0
     milvus_conn_id: str = "milvus_default"  # Airflow connection DAG tasks reach Milvus through (if defined)
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
     content_store: str = ""  # indexed bytes, for page images: empty = <data_dir>/content; s3://bucket/prefix (aws_conn_id)
@@ -118,6 +125,8 @@ class Settings(BaseSettings):
     otel_exporter: Literal["none", "console", "otlp"] = "none"  # where ingestion spans go; none costs nothing
     otel_endpoint: str = ""  # OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces (empty: SDK default)
     otel_service_name: str = "pagelens"
+    metrics_pushgateway: str = ""  # host:port or URL of a Prometheus Pushgateway for ingest and drift job metrics
+    metrics_push_timeout_s: float = 5.0
 
     # --- query API ---
     api_auth: bool = True  # bearer tokens required; false only for a local demo (then every namespace is readable)

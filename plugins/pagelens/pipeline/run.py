@@ -6,11 +6,13 @@ The DAG `pagelens_ingest` wires these around the encode step; each stage is a pl
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pagelens.embed import model_version
+from pagelens.jobmetrics import push_ingest_run
 from pagelens.pipeline.batches import BatchManifest
 from pagelens.pipeline.stages import batches, finish_ingest, list_sources, plan_ingest
 from pagelens.sources import SourceError
@@ -69,6 +71,7 @@ class NamespacePlan:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # reports of documents left alone
     gone: list[str] = field(default_factory=list)
     cursors: dict[str, str] = field(default_factory=dict)
+    planned_at: float = field(default_factory=time.time)  # Unix time: the run's duration in its job metrics
 
 
 @dataclass
@@ -144,6 +147,9 @@ def finish_run(indexed: Iterable[dict[str, Any]], namespaces: dict[str, dict[str
     per_namespace = {ns: _counts(d for d in documents if d["namespace"] == ns) for ns in namespaces}
     for namespace, counts in per_namespace.items():
         log.info("Ingest into %s: %s indexed, %s skipped, %s quarantined, %s deleted", namespace, *counts.values())
+        if namespace not in failed:  # PAGELENS_METRICS_PUSHGATEWAY, if set: the ingest panels and alerts read it
+            push_ingest_run(settings, namespace, [d for d in documents if d["namespace"] == namespace],
+                            time.time() - namespaces[namespace].get("planned_at", time.time()))
     total = _counts(documents)
     log.info("Ingest run: %s indexed, %s skipped, %s quarantined, %s deleted in %d namespaces", *total.values(),
              len(namespaces))

@@ -18,6 +18,7 @@ from pagelens.chunk import chunk_pages
 from pagelens.contentstore import content_store
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
+from pagelens.jobmetrics import push_ingest_run
 from pagelens.names import printable
 from pagelens.parsing.pool import ParsePool
 from pagelens.parsing.renditions import Renditions, keep_rendition, make_renditions
@@ -251,11 +252,13 @@ def ingest(locations: str | list[str], namespace: str, settings: Settings, batch
            on_document: Callable[[DocumentReport], None] | None = None,
            on_plan: Callable[[Plan], None] | None = None) -> list[DocumentReport]:
     """The whole run in one process (CLI, eval): the same stages the DAG maps over tasks."""
-    locations = [locations] if isinstance(locations, str) else locations
+    started, locations = time.time(), [locations] if isinstance(locations, str) else locations
     plan = plan_ingest(list_sources(locations, namespace, settings), namespace, settings)
     if on_plan:
         on_plan(plan)
     reports = list(plan.skipped)
     for batch in batches(plan.to_index, batch_size):
         reports += index_batch(batch, namespace, settings, on_document)
-    return reports + finish_ingest(namespace, settings, plan.gone, plan.cursors)
+    reports += finish_ingest(namespace, settings, plan.gone, plan.cursors)
+    push_ingest_run(settings, namespace, [r.to_dict() for r in reports], time.time() - started)
+    return reports
