@@ -1,4 +1,4 @@
-"""One contract for every content store: the local folder and S3 (moto's server, through the Airflow connection)."""
+"""One contract for every content store: the local folder and S3 (moto's server, through boto3's configuration)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ContentStore:
     if request.param == "local":
         return LocalContentStore(tmp_path / "content")
     name = request.getfixturevalue("bucket")
-    return S3ContentStore(f"s3://{name}/kept", "aws_default", tmp_path / "cache")
+    return S3ContentStore(f"s3://{name}/kept", Settings(data_dir=tmp_path), tmp_path / "cache")
 
 
 def kept_file(tmp_path: Path, data: bytes) -> tuple[Path, str]:

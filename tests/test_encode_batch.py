@@ -1,6 +1,6 @@
 """The encoder pod's entrypoint run as the pod runs it: a manifest on S3 (moto), `python -m pagelens.pipeline.pod`.
 
-The subprocess gets what the pod gets: PAGELENS_* settings and the AWS connection as environment variables.
+The subprocess gets what the pod gets: PAGELENS_* settings and boto3's AWS configuration as environment variables.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pagelens.pipeline.batches import BatchManifest, InvalidManifest, read_manif
 from pagelens.pipeline.pod import ModelMismatch, index_manifest
 from pagelens.settings import Settings
 from pagelens.sources.local import LocalSource
+from tests.test_source_s3 import aws_env
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "pagelens-manifests"
@@ -27,28 +28,33 @@ NS = "acme"
 
 
 @pytest.fixture(scope="module")
-def s3_connection() -> Iterator[str]:
-    """A moto S3 server with the manifest bucket; yields the AWS connection JSON pointing at it."""
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server with the manifest bucket; yields the endpoint. The pod (no Airflow in its image) reaches it
+    with boto3's own configuration, as it does with its web identity in production."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    connection = json.dumps({"conn_type": "aws", "login": "testing", "password": "testing",
-                             "extra": {"endpoint_url": f"http://{host}:{port}", "region_name": "us-east-1"}})
+    endpoint = f"http://{host}:{port}"
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("AIRFLOW_CONN_AWS_DEFAULT", connection)
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        for name, value in aws_env(endpoint).items():
+            env.setenv(name, value)
+        import boto3
 
-        S3Hook(aws_conn_id="aws_default").create_bucket(BUCKET)
-        yield connection
+        boto3.client("s3").create_bucket(Bucket=BUCKET)
+        yield endpoint
     server.stop()
 
 
-def encode(manifest: str, data_dir: Path, connection: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PAGELENS_DATA_DIR": str(data_dir), "AIRFLOW_CONN_AWS_DEFAULT": connection,
-           "AIRFLOW_HOME": str(data_dir / "airflow"), "PYTHONPATH": str(REPO / "plugins"),
+def encode(manifest: str, data_dir: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the pod's entrypoint where Airflow cannot be imported, as in the encoder image."""
+    no_airflow = data_dir / "no-airflow"
+    (no_airflow / "airflow").mkdir(parents=True, exist_ok=True)
+    (no_airflow / "airflow" / "__init__.py").write_text('raise ImportError("Airflow is not in the encoder image")\n')
+    env = {**os.environ, "PAGELENS_DATA_DIR": str(data_dir), **aws_env(endpoint),
+           "PYTHONPATH": os.pathsep.join([str(no_airflow), str(REPO / "plugins")]),
            "OMP_THREAD_LIMIT": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "pagelens.pipeline.pod", "--manifest", manifest, *extra],
                           env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -62,7 +68,7 @@ def sample_manifest(sample_docs: Path, settings: Settings) -> BatchManifest:
 
 
 @pytest.mark.integration
-def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_connection: str, sample_docs: Path, tmp_path: Path) -> None:
+def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_endpoint: str, sample_docs: Path, tmp_path: Path) -> None:
     from pagelens.registry import Registry
     from pagelens.store import VectorStore
 
@@ -72,7 +78,7 @@ def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_connection: str, sample_do
     assert uri == f"s3://{BUCKET}/pagelens/manifests/pagelens_ingest/manual__2025-01-01T00:00:00+00:00/{NS}-0000.json"
 
     reports_file = tmp_path / "xcom" / "return.json"
-    result = encode(uri, settings.data_dir, s3_connection, "--reports", str(reports_file))
+    result = encode(uri, settings.data_dir, s3_endpoint, "--reports", str(reports_file))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Batch done: 2 indexed, 0 skipped, 0 quarantined, 0 deleted" in result.stdout + result.stderr, result.stdout
 
@@ -93,16 +99,16 @@ def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_connection: str, sample_do
     ("not json", "is not JSON"),
     (json.dumps({"namespace": "no such/ns", "documents": []}), "invalid namespace 'no such/ns'"),
 ])
-def test_bad_manifest_exits_2_with_one_line(s3_connection: str, tmp_path: Path, content: str | None,
+def test_bad_manifest_exits_2_with_one_line(s3_endpoint: str, tmp_path: Path, content: str | None,
                                             reason: str) -> None:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    import boto3
 
     key = f"bad/{tmp_path.name}.json"
     if content is not None:
-        S3Hook(aws_conn_id="aws_default").load_string(content, key=key, bucket_name=BUCKET)
+        boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=content.encode())
     termination_log = tmp_path / "termination-log"
     termination_log.touch()  # Kubernetes creates it in the container
-    result = encode(f"s3://{BUCKET}/{key}", tmp_path / "data", s3_connection, "--termination-log", str(termination_log))
+    result = encode(f"s3://{BUCKET}/{key}", tmp_path / "data", s3_endpoint, "--termination-log", str(termination_log))
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"encode_batch failed: bad manifest s3://{BUCKET}/{key}: ") and reason in last

@@ -1,4 +1,5 @@
-"""S3 source against moto's S3 server on 127.0.0.1, reached through an Airflow connection: listing, fetch,
+"""S3 source against moto's S3 server on 127.0.0.1, reached with boto3's own configuration (AWS_* variables, as the
+CLI and encoder pods do) or through an Airflow connection (as DAG tasks do): listing, fetch,
 change detection by ETag and content hash, objects deleted before or during a run, and whole ingest runs."""
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> str:
-    """A moto S3 server; the default AWS connection points at it (as an `AIRFLOW_CONN_*` variable)."""
+    """A moto S3 server; boto3's environment and the default AWS connection (an `AIRFLOW_CONN_*` variable) point
+    at it."""
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -36,16 +38,24 @@ def s3_endpoint() -> str:
                   "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(connection))
+        for name, value in aws_env(endpoint).items():
+            env.setenv(name, value)
         yield endpoint
     server.stop()
 
 
+def aws_env(endpoint: str) -> dict[str, str]:
+    """boto3's own configuration for an S3-compatible store at `endpoint`."""
+    return {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 @pytest.fixture
 def s3(s3_endpoint: str):
-    """A boto3 client on the same connection the source reads through."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    """A boto3 client on the same store the source reads."""
+    import boto3
 
-    return S3Hook(aws_conn_id="aws_default").get_conn()
+    return boto3.client("s3")
 
 
 @pytest.fixture
@@ -227,3 +237,24 @@ def test_cli_ingests_an_s3_prefix(s3, bucket: str, tmp_path: Path, monkeypatch: 
         get_settings.cache_clear()
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["indexed"] == 1 and summary["documents"][0]["doc"] == "guide.pdf"
+
+
+def test_inside_airflow_the_source_reads_through_the_connection(s3, bucket: str, settings: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """DAG tasks install connection-built clients: the connection wins over boto3's environment."""
+    from pagelens.airflow.clients import install
+    from pagelens.sources import clients
+
+    s3.put_object(Bucket=bucket, Key="docs/a.pdf", Body=tiny_pdf("A."))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # boto3 alone would find nothing there
+    monkeypatch.setattr(clients, "_builders", {})
+    with pytest.raises(SourceError, match=r"unreachable.*AWS credentials"):
+        S3Source(f"s3://{bucket}/docs", settings).list_documents()
+    install()
+    assert clients.installed("s3") and clients.installed("graph")
+    listing = S3Source(f"s3://{bucket}/docs", settings).list_documents()
+    assert [d.doc_id for d in listing.documents] == ["a.pdf"]
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({"conn_type": "aws", "login": "testing",
+        "password": "testing", "extra": {"endpoint_url": "http://127.0.0.1:9", "region_name": "us-east-1"}}))
+    with pytest.raises(SourceError, match="Airflow connection 'aws_default'"):
+        S3Source(f"s3://{bucket}/docs", settings).list_documents()

@@ -19,6 +19,7 @@ from pagelens.records import DocumentReport
 from pagelens.registry import Registry
 from pagelens.settings import Settings
 from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError, open_source
+from pagelens.sources.graph import authority_url, token_scope
 from tests.graph_server import CLIENT_ID, CLIENT_SECRET, DRIVE, SITE, TENANT, GraphServer
 from tests.tiny_pdf import tiny_pdf
 
@@ -29,7 +30,13 @@ LOCATION = f"sharepoint://{SITE}/{DRIVE}/Shared Docs/Policies"
 
 @pytest.fixture
 def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphServer]:
-    """The stand-in server with a small library; the default SharePoint connection points at it."""
+    """The stand-in server with a small library; the default SharePoint connection points at it, and clients are
+    built from Airflow connections as in DAG tasks."""
+    from pagelens.airflow.clients import install
+    from pagelens.sources import clients
+
+    monkeypatch.setattr(clients, "_builders", {})
+    install()
     with GraphServer(tmp_path / "tls") as server:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_file)  # trust the server's own CA, as for a TLS proxy
         monkeypatch.setenv("AIRFLOW_CONN_SHAREPOINT_DEFAULT", json.dumps(server.connection()))
@@ -68,17 +75,18 @@ def test_hook_follows_the_airflow_hook_conventions(settings: Settings) -> None:
 def test_hook_reads_the_connection_fields(graph: GraphServer) -> None:
     fields = SharePointHook().connection_fields()
     assert fields == {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "tenant_id": TENANT,
-                      "authority": f"{graph.base}/{TENANT}", "graph_base_url": graph.graph_base,
-                      "scope": f"{graph.base}/.default"}
+                      "authority_host": graph.base, "graph_base_url": graph.graph_base}
+    assert authority_url(fields["authority_host"], TENANT) == f"{graph.base}/{TENANT}"
+    assert token_scope(fields["graph_base_url"]) == f"{graph.base}/.default"
 
 
 def test_hook_defaults_to_the_public_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_SP_PROD", json.dumps({"conn_type": "sharepoint", "login": "app", "password": "pw",
                                                            "extra": {"tenant_id": "t-1"}}))
     fields = SharePointHook("sp_prod").connection_fields()
-    assert fields["authority"] == "https://login.microsoftonline.com/t-1"
+    assert authority_url(fields["authority_host"], "t-1") == "https://login.microsoftonline.com/t-1"
     assert fields["graph_base_url"] == "https://graph.microsoft.com/v1.0"
-    assert fields["scope"] == "https://graph.microsoft.com/.default"
+    assert token_scope(fields["graph_base_url"]) == "https://graph.microsoft.com/.default"
 
 
 def test_hook_says_what_the_connection_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,6 +108,19 @@ def test_test_connection_reports_a_wrong_secret(graph: GraphServer, monkeypatch:
 
 
 # --- listing ---
+
+def test_outside_airflow_the_app_registration_comes_from_the_settings(graph: GraphServer, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pagelens.sources import clients
+
+    monkeypatch.setattr(clients, "_builders", {})  # the CLI or the API: no Airflow connections
+    with pytest.raises(SourceError, match="PAGELENS_SHAREPOINT_CLIENT_ID"):
+        open_source(LOCATION, Settings(data_dir=tmp_path)).list_documents()
+    settings = Settings(data_dir=tmp_path, sharepoint_tenant_id=TENANT, sharepoint_client_id=CLIENT_ID,
+                        sharepoint_client_secret=CLIENT_SECRET, sharepoint_authority_host=graph.base,
+                        sharepoint_graph_url=graph.graph_base)
+    assert "travel.pdf" in doc_ids(open_source(LOCATION, settings).list_documents())
+
 
 def test_full_listing_pages_through_delta_with_one_token(graph: GraphServer, settings: Settings) -> None:
     listing = open_source(LOCATION, settings).list_documents()

@@ -42,7 +42,7 @@ class ContentStore(Protocol):
 
 def content_store(settings: Settings) -> ContentStore:
     if settings.content_store.startswith("s3://"):
-        return S3ContentStore(settings.content_store, settings.aws_conn_id, settings.data_dir / "content-cache")
+        return S3ContentStore(settings.content_store, settings, settings.data_dir / "content-cache")
     if "://" in settings.content_store:
         raise ValueError(f"PAGELENS_CONTENT_STORE={settings.content_store!r}: use a folder or s3://bucket/prefix")
     return LocalContentStore(Path(settings.content_store) if settings.content_store else settings.data_dir / "content")
@@ -117,19 +117,19 @@ class LocalContentStore:
 
 
 class S3ContentStore:
-    """`s3://bucket/prefix/<sha[:2]>/<sha>` through S3Hook; reads land in a local cache, checked by hash."""
+    """`s3://bucket/prefix/<sha[:2]>/<sha>` (`clients.s3_client`); reads land in a local cache, checked by hash."""
 
-    def __init__(self, location: str, conn_id: str, cache_dir: Path) -> None:
+    def __init__(self, location: str, settings: Settings, cache_dir: Path) -> None:
         from pagelens.sources.s3 import parse_s3_location
 
         self.bucket, self.prefix = parse_s3_location(location)
-        self.conn_id, self.cache = conn_id, LocalContentStore(cache_dir)
+        self.settings, self.cache = settings, LocalContentStore(cache_dir)
 
     @cached_property
     def client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from pagelens.sources.clients import s3_client
 
-        return S3Hook(aws_conn_id=self.conn_id).get_conn()
+        return s3_client(self.settings)
 
     def put(self, sha256: str, path: Path) -> None:
         key = self.prefix + _key(sha256)

@@ -67,20 +67,22 @@ def manifest_uri(settings: Settings, dag_id: str, run_id: str, batch: str) -> st
 
 
 def write_manifests(manifests: dict[str, BatchManifest], settings: Settings, dag_id: str, run_id: str) -> list[str]:
-    """Write each batch (name -> manifest) to S3 through the Airflow connection `aws_conn_id`; returns the URIs."""
+    """Write each batch (name -> manifest) to S3 (`clients.s3_client`); returns the URIs."""
     if not manifests:
         return []
     if not settings.manifest_bucket:
         raise ManifestUnavailable("PAGELENS_MANIFEST_BUCKET is empty: encoder pods read their batches from S3; "
                                   "name a bucket the Airflow workers can write and the pods can read")
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from pagelens.sources.clients import s3_client
+    from pagelens.sources.s3 import split_s3_uri
 
-    hook, uris = S3Hook(aws_conn_id=settings.aws_conn_id), []
+    client, uris = s3_client(settings), []
     for batch, manifest in manifests.items():
         uri = manifest_uri(settings, dag_id, run_id, batch)
-        bucket, key = S3Hook.parse_s3_url(uri)
+        bucket, key = split_s3_uri(uri)
         with _s3_errors(uri, settings, reading=False):
-            hook.load_string(json.dumps(manifest.to_dict()), key=key, bucket_name=bucket, replace=True)
+            client.put_object(Bucket=bucket, Key=key, Body=json.dumps(manifest.to_dict()).encode(),
+                              ContentType="application/json")
         uris.append(uri)
     return uris
 
@@ -88,11 +90,12 @@ def write_manifests(manifests: dict[str, BatchManifest], settings: Settings, dag
 def read_manifest(uri: str, settings: Settings) -> BatchManifest:
     """The manifest at `s3://bucket/key` (read with the connection `aws_conn_id`), `file:///path` or a path."""
     if uri.startswith("s3://"):
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from pagelens.sources.clients import s3_client
+        from pagelens.sources.s3 import split_s3_uri
 
-        bucket, key = S3Hook.parse_s3_url(uri)
+        bucket, key = split_s3_uri(uri)
         with _s3_errors(uri, settings):
-            text = S3Hook(aws_conn_id=settings.aws_conn_id).read_key(key, bucket)
+            text = s3_client(settings).get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     elif "://" in uri and not uri.startswith("file://"):
         raise InvalidManifest(f"unsupported manifest URI {uri!r}: use s3://bucket/key.json or file:///path.json")
     else:
@@ -112,7 +115,7 @@ def _s3_errors(uri: str, settings: Settings, reading: bool = True) -> Iterator[N
     """Turn botocore failures into manifest errors: a manifest missing when read is final, the rest retriable."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from pagelens.sources.s3 import MISSING_CODES
+    from pagelens.sources.s3 import MISSING_CODES, credentials
 
     try:
         yield
@@ -120,8 +123,8 @@ def _s3_errors(uri: str, settings: Settings, reading: bool = True) -> Iterator[N
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if reading and (code in MISSING_CODES or code == "NoSuchBucket"):
             raise InvalidManifest(f"no manifest at {uri} ({code}): the plan task writes it; re-run the plan") from exc
-        raise ManifestUnavailable(f"S3 refused {uri} ({code}): check the permissions of Airflow connection "
-                                  f"{settings.aws_conn_id!r}") from exc
+        raise ManifestUnavailable(f"S3 refused {uri} ({code}): check the permissions of "
+                                  f"{credentials(settings)}") from exc
     except BotoCoreError as exc:
-        raise ManifestUnavailable(f"S3 is unreachable for {uri}: {exc}; check the endpoint and credentials of "
-                                  f"Airflow connection {settings.aws_conn_id!r}") from exc
+        raise ManifestUnavailable(f"S3 is unreachable for {uri}: {exc}; check the endpoint and "
+                                  f"{credentials(settings)}") from exc

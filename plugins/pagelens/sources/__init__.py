@@ -113,7 +113,7 @@ class GuardedSource:
         check_inside(doc.doc_id)
         return self.inner.fetch(doc, workdir)
 
-    def __getattr__(self, name: str) -> object:  # the implementation's own attributes (an S3 source's hook)
+    def __getattr__(self, name: str) -> object:  # the implementation's own attributes (an S3 source's client)
         if name == "inner":  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.inner, name)

@@ -1,4 +1,5 @@
-"""An S3 prefix as a document source, read through the Amazon provider's S3Hook (an Airflow connection).
+"""An S3 prefix as a document source, read with a boto3 client (`clients.s3_client`: an Airflow connection's
+inside Airflow, boto3's own configuration elsewhere).
 
 The listing is complete (every object under the prefix), so an object that left the bucket is retired by the
 plan. The version marker is the object's ETag alone: S3 derives it from the content (its MD5 for a
@@ -21,8 +22,6 @@ from typing import TYPE_CHECKING, Any
 from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError
 
 if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
     from pagelens.settings import Settings
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -39,24 +38,33 @@ def parse_s3_location(location: str) -> tuple[str, str]:
     return bucket, f"{prefix}/" if prefix else ""
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/some/key.json` -> (bucket, "some/key.json")."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise SourceError(f"{uri!r} is not an S3 object URI: use s3://bucket/key")
+    return bucket, key
+
+
 class S3Source:
     """Every object under `s3://bucket/prefix`; doc ids are keys relative to the prefix."""
 
     def __init__(self, location: str, settings: Settings) -> None:
         self.bucket, self.prefix = parse_s3_location(location)
         self.location = f"s3://{self.bucket}/{self.prefix}".rstrip("/")  # one spelling: the registry keys on it
-        self.conn_id = settings.aws_conn_id
+        self.settings = settings
 
     @cached_property
-    def hook(self) -> S3Hook:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    def client(self) -> Any:
+        from pagelens.sources.clients import s3_client
 
-        return S3Hook(aws_conn_id=self.conn_id)
+        return s3_client(self.settings)
 
     def list_documents(self, cursor: str = "") -> Listing:
         """Keys and ETags of all objects (paginated, no content); folder placeholder keys are left out."""
         with self.errors():
-            objects = list(self.hook.iter_file_metadata(prefix=self.prefix, bucket_name=self.bucket))
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            objects = [obj for page in pages for obj in page.get("Contents", [])]
         documents = [self.document(obj) for obj in objects if not obj["Key"].endswith("/")]
         return Listing(location=self.location, documents=documents, complete=True)
 
@@ -72,7 +80,7 @@ class S3Source:
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         with self.errors(key):
-            response = self.hook.get_conn().get_object(Bucket=self.bucket, Key=key)
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
             with target.open("wb") as handle:
                 for block in response["Body"].iter_chunks(1 << 20):
                     digest.update(block)
@@ -92,9 +100,17 @@ class S3Source:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if key and code in MISSING_CODES:
                 raise DocumentVanished(f"{where} was deleted after it was listed") from exc
-            hint = (f"check the bucket name and the permissions of Airflow connection {self.conn_id!r}"
+            hint = (f"check the bucket name and the permissions of {credentials(self.settings)}"
                     if code in CONFIG_CODES else "a transient failure; the task's retry reads it again")
             raise SourceError(f"S3 refused {where} ({code}): {exc}; {hint}") from exc
         except BotoCoreError as exc:
-            raise SourceError(f"S3 is unreachable for {where}: {exc}; check the endpoint and credentials of "
-                              f"Airflow connection {self.conn_id!r}") from exc
+            raise SourceError(f"S3 is unreachable for {where}: {exc}; check the endpoint and "
+                              f"{credentials(self.settings)}") from exc
+
+
+def credentials(settings: Settings) -> str:
+    """Where the S3 credentials come from, for error messages."""
+    from pagelens.sources.clients import installed
+
+    return (f"Airflow connection {settings.aws_conn_id!r}" if installed("s3")
+            else "AWS credentials (AWS_ACCESS_KEY_ID / AWS_PROFILE / web identity; AWS_ENDPOINT_URL for other stores)")

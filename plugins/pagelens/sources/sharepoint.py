@@ -30,8 +30,8 @@ from urllib.parse import quote, unquote
 from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError
 
 if TYPE_CHECKING:
-    from pagelens.airflow.hooks.sharepoint import GraphClient
     from pagelens.settings import Settings
+    from pagelens.sources.graph import GraphClient
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +65,13 @@ class SharePointSource:
     def __init__(self, location: str, settings: Settings) -> None:
         self.site, self.drive, self.folder = parse_sharepoint_location(location)
         self.location = f"sharepoint://{self.site}/{self.drive}" + (f"/{self.folder}" if self.folder else "")
-        self.conn_id = settings.sharepoint_conn_id
+        self.settings = settings
 
     @cached_property
     def graph(self) -> GraphClient:
-        from pagelens.airflow.hooks.sharepoint import SharePointHook
+        from pagelens.sources.clients import graph_client
 
-        return SharePointHook(self.conn_id).conn
+        return graph_client(self.settings)
 
     def item_uri(self, item_id: str) -> str:
         return f"sharepoint://{self.site}/{self.drive}/items/{item_id}"
@@ -98,7 +98,7 @@ class SharePointSource:
         return self.listing(page, paths, complete=True)
 
     def list_changes(self, delta_link: str, folders: dict[str, str]) -> Listing:
-        from pagelens.airflow.hooks.sharepoint import GraphRequestError
+        from pagelens.sources.graph import GraphRequestError
 
         try:
             page = self.read_delta(delta_link)
@@ -173,7 +173,7 @@ class SharePointSource:
 
     def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
         """Download the item's content (Graph redirects to a pre-authenticated URL) into `workdir`, hashing it."""
-        from pagelens.airflow.hooks.sharepoint import GraphRequestError
+        from pagelens.sources.graph import GraphRequestError
 
         item_id = doc.source_uri.rpartition("/items/")[2]
         target = workdir / hashlib.sha1(doc.source_uri.encode()).hexdigest()[:12] / PurePosixPath(doc.doc_id).name

@@ -106,7 +106,11 @@ class MilvusHook(BaseHook):
 
 
 def task_settings(settings: Settings | None = None) -> Settings:
-    """The settings a DAG task runs with: the Milvus connection's store when it is defined, else as configured."""
+    """The settings a DAG task runs with: the Milvus connection's store when it is defined, else as configured.
+    The task's S3 and Graph clients come from Airflow connections from here on (`pagelens.airflow.clients`)."""
+    from pagelens.airflow.clients import install
+
+    install()
     settings = settings or Settings()
     try:
         return MilvusHook(settings.milvus_conn_id).store_settings(settings)
