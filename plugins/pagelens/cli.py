@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     p = token.add_parser("create", help="issue a token for namespaces; prints it as the last line (shown only once)")
     p.add_argument("--namespace", action="append", required=True, help="a namespace it may read (repeatable)")
     p.add_argument("--label", default="", help="who or what the token is for")
+    p.add_argument("--principal", action="append", default=[], metavar="KIND:ID",
+                   help="who it acts for: user:<id>, group:<id>, sitegroup:<site>:<id>, org:<tenant> (repeatable); "
+                        "without any it reads only documents open to the whole namespace")
     p.set_defaults(run=_token_create)
     p = token.add_parser("revoke", help="revoke a token at once")
     p.add_argument("token")
@@ -321,8 +324,13 @@ def _serve(args: argparse.Namespace) -> int:
 def _token_create(args: argparse.Namespace) -> int:
     from pagelens.tokens import create_token
 
-    token = create_token(get_settings(), args.namespace, args.label)
-    sys.stderr.write(f"token for {', '.join(sorted(set(args.namespace)))} (store it now: only its hash is kept)\n")
+    try:
+        token = create_token(get_settings(), args.namespace, args.label, args.principal)
+    except ValueError as exc:
+        sys.stderr.write(f"pagelens token create: {exc}\n")
+        return 2
+    who = f" as {', '.join(sorted(set(args.principal)))}" if args.principal else " (namespace-wide documents only)"
+    sys.stderr.write(f"token for {', '.join(sorted(set(args.namespace)))}{who} (store it now: only its hash is kept)\n")
     print(token)
     return 0
 

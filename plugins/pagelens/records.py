@@ -110,6 +110,7 @@ class DocumentReport:
     location: str = ""
     etag: str = ""
     content_sha256: str = ""
+    principals: list[str] = field(default_factory=lambda: ["*"])  # who may read it (recorded with the outcome)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,6 +47,13 @@ class DocumentRecord(Base):
     chunks: Mapped[int] = mapped_column(Integer, default=0)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # JSON list of who may read it, as its chunks carry them; ["*"]: every reader of the namespace
+    principals: Mapped[str] = mapped_column(Text, default='["*"]', server_default='["*"]')
+
+    def readable_by(self, principals: Iterable[str] | None) -> bool:
+        """Whether a reader with these principals (None: unrestricted) may see the document at all."""
+        allowed = set(json.loads(self.principals or "[]"))
+        return principals is None or "*" in allowed or bool(allowed & set(principals))
 
     def unchanged(self, etag: str, model_version: str) -> bool:
         """Indexed from this source version (same etag) with these models."""
@@ -74,6 +82,7 @@ class ApiToken(Base):
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     namespaces: Mapped[str] = mapped_column(Text)  # JSON list of namespace names
     label: Mapped[str] = mapped_column(String(256), default="")
+    principals: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")  # JSON: user:…, group:…
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
 
@@ -177,7 +186,15 @@ class Registry:
             row.status, row.reason = report.status, report.reason
             row.pages, row.ocr_pages, row.tables, row.figures = report.pages, report.ocr_pages, report.tables, report.figures
             row.chunks, row.seconds = report.chunks, report.seconds
+            row.principals = json.dumps(sorted(set(report.principals)))
             row.updated_at = dt.datetime.now(dt.UTC)
+
+    def set_principals(self, namespace: str, doc_id: str, principals: Iterable[str]) -> None:
+        """Record who may read the document now (a permission change that kept its content)."""
+        with Session(self.engine) as session, session.begin():
+            row = session.scalars(select(DocumentRecord).filter_by(namespace=namespace, doc_id=doc_id)).first()
+            if row is not None:
+                row.principals, row.updated_at = json.dumps(sorted(set(principals))), dt.datetime.now(dt.UTC)
 
     def update_etag(self, namespace: str, doc_id: str, etag: str) -> None:
         """Remember a new source version marker for content found unchanged."""
