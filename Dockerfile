@@ -27,8 +27,8 @@ LABEL org.opencontainers.image.title="pagelens-api" \
       org.opencontainers.image.version="0.3.0" \
       io.pagelens.image="ghcr.io/pagelens/api:0.3.0"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --index-url "${TORCH_INDEX_URL}" "$(grep -E '^torch==' /tmp/requirements.txt)" \
+COPY requirements.txt requirements-core.txt /tmp/
+RUN pip install --index-url "${TORCH_INDEX_URL}" "$(grep -E '^torch==' /tmp/requirements-core.txt)" \
  && pip install -r /tmp/requirements.txt
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin pagelens
 COPY --from=models /opt/pagelens/models /opt/pagelens/models
@@ -61,9 +61,9 @@ RUN apt-get update \
     libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc fonts-dejavu-core fonts-liberation2 \
  && rm -rf /var/lib/apt/lists/*
 USER airflow
-COPY requirements.txt /tmp/requirements.txt
+COPY requirements.txt requirements-core.txt /tmp/
 # Keep the base image's Airflow: installing the requirements must not move it.
-RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "$(grep -E '^torch==' /tmp/requirements.txt)" \
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" "$(grep -E '^torch==' /tmp/requirements-core.txt)" \
  && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/requirements.txt
 # Airflow puts plugins/ on sys.path: DAGs import pagelens with no install. In Kubernetes the DAG folder is
 # replaced by git-sync at the same release tag; the copy here serves `docker compose` and plain `docker run`.

@@ -33,7 +33,7 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else echo "Install the system packages: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; fi; fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-core.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	CMAKE_ARGS="-DGGML_NATIVE=off" $(BIN)/pip install -q -r requirements-dev.txt  # portable llama.cpp build (pip caches the wheel)

@@ -67,6 +67,16 @@ def test_the_encoder_image_runs_the_encode_step_offline_with_auto_device() -> No
     assert _stage(REPO / "encoder_image" / "Dockerfile", "deps")[0] == ("FROM", "${CUDA_BASE} AS deps")
 
 
+def test_the_encoder_image_installs_the_core_without_airflow_or_flask() -> None:
+    deps = " ".join(args for ins, args in _stage(REPO / "encoder_image" / "Dockerfile", "deps") if ins in ("COPY", "RUN"))
+    assert "requirements-core.txt" in deps and "requirements.txt" not in deps.replace("requirements-core.txt", "")
+    core = [line.split("#")[0].strip() for line in (REPO / "requirements-core.txt").read_text().splitlines()]
+    names = {re.split(r"[=<>\[ ]", line)[0].lower() for line in core if line}
+    assert not {n for n in names if n.startswith(("apache-airflow", "flask", "gunicorn"))}
+    assert {"torch", "pymilvus", "boto3", "pdfplumber"} <= names
+    assert "-r requirements-core.txt" in (REPO / "requirements.txt").read_text().splitlines()
+
+
 def test_images_do_not_run_as_root() -> None:
     for dockerfile in DOCKERFILES:
         users = [args for ins, args in _instructions(dockerfile) if ins == "USER"]
