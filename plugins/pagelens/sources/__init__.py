@@ -72,13 +72,17 @@ def _open(location: str, settings: Settings) -> Source:
         from pagelens.sources.s3 import S3Source
 
         return S3Source(location, settings)
+    if location.startswith("gs://"):
+        from pagelens.sources.gcs import GCSSource
+
+        return GCSSource(location, settings)
     if location.startswith("sharepoint://"):
         from pagelens.sources.sharepoint import SharePointSource
 
         return SharePointSource(location, settings)
     if "://" in location and not location.startswith("file://"):
-        raise SourceError(f"unsupported source {location!r}: use a local folder, s3://bucket/prefix or "
-                          "sharepoint://<site>/<drive>[/folder]")
+        raise SourceError(f"unsupported source {location!r}: use a local folder, s3://bucket/prefix, gs://bucket/prefix "
+                          "or sharepoint://<site>/<drive>[/folder]")
     from pagelens.sources.local import LocalSource
 
     return LocalSource(Path(location.removeprefix("file://")))

@@ -1,9 +1,11 @@
-"""The clients of remote stores (S3, Microsoft Graph), built in one place so the core never imports Airflow.
+"""The clients of remote stores (S3, Microsoft Graph, Google Cloud Storage), built in one place so the core never
+imports Airflow.
 
 Outside Airflow (the CLI, the query API, encoder pods) they come from the libraries' own configuration and the
 settings: boto3's credential chain and endpoint (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, a pod's web identity),
-and the app registration in `PAGELENS_SHAREPOINT_*`. Inside Airflow tasks the adapter installs builders that read
-its connections instead (`pagelens.airflow.clients.install`), so credentials stay in its secrets backend.
+the app registration in `PAGELENS_SHAREPOINT_*`, Google's Application Default Credentials (`PAGELENS_GCS_PROJECT`).
+Inside Airflow tasks the adapter installs builders that read its connections instead
+(`pagelens.airflow.clients.install`), so credentials stay in its secrets backend.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
 
 Builder = Callable[["Settings"], Any]
 _builders: dict[str, Builder] = {}
-KINDS = ("s3", "graph")
+KINDS = ("s3", "graph", "gcs")
 
 
 def install(kind: str, builder: Builder) -> None:
@@ -44,6 +46,18 @@ def s3_client(settings: Settings) -> Any:
 def graph_client(settings: Settings) -> GraphClient:
     """An authenticated Microsoft Graph session for SharePoint sources."""
     return _builders.get("graph", _plain_graph)(settings)
+
+
+def gcs_client(settings: Settings) -> Any:
+    """A `google.cloud.storage.Client` for GCS sources."""
+    return _builders.get("gcs", _plain_gcs)(settings)
+
+
+def _plain_gcs(settings: Settings) -> Any:
+    """Application Default Credentials; with `STORAGE_EMULATOR_HOST` set the library talks to that emulator."""
+    from google.cloud import storage
+
+    return storage.Client(project=settings.gcs_project or None)
 
 
 def _plain_s3(settings: Settings) -> Any:
