@@ -9,7 +9,9 @@ The filled store is kept in --workdir and reused by later runs.
 
 Usage: python bench/api_latency.py [--workdir DIR] [--sizes 10000 100000] [--clients 1 8] [--requests 200]
        [--workers 2] [--load-seconds 60] [--load-clients 20]
-Prints tables, a profile of where /v1/query spends its time at the largest size, and last a JSON line.
+Prints tables, the bare store search time at each size beside each endpoint's p50/p95/p99 (with the ratio
+endpoint/bare), hybrid retrieval in process with its legs concurrent and one after another, a profile of where
+/v1/query spends its time at the largest size, and last a JSON line. `--load-seconds 0` skips the load phase.
 Every loop is bounded by a request count and a time limit, and only talks to 127.0.0.1.
 """
 
@@ -317,6 +319,56 @@ def profile_query(settings: Settings, namespace: str, rounds: int = 3) -> dict[s
     return {step: round(statistics.median(values), 1) for step, values in steps.items()}
 
 
+# -- the bare store -------------------------------------------------------------------------------------
+def bare_store(settings: Settings, namespace: str, rounds: int = 5) -> dict[str, dict[str, float]]:
+    """What Milvus alone takes for a hybrid question, in process against the same server: BM25 alone, dense alone
+    (vector encoded beforehand), and both issued at once as the API does; then `retrieve()` whole (encoding and
+    fusion included) with the legs concurrent and one after another. p50/p95/p99 ms of each."""
+    from pagelens.embed import text_encoder
+    from pagelens.retrieve import retrieve
+    from pagelens.store import VectorStore
+
+    encoder, store = text_encoder(settings), VectorStore(settings, namespace)
+    vectors = {q: encoder.encode([q])[0] for q in QUESTIONS}
+    sequential = settings.model_copy(update={"retrieval_concurrent": False})
+    samples: dict[str, list[float]] = {}
+
+    def timed(step: str, call: Callable[[], Any]) -> None:
+        started = time.perf_counter()
+        call()
+        samples.setdefault(step, []).append((time.perf_counter() - started) * 1000)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        def both(q: str) -> None:
+            dense = pool.submit(store.search, "text_vec", vectors[q], settings.candidates)
+            store.search("sparse", q, settings.candidates)
+            dense.result()
+
+        for _ in range(rounds):
+            for q in QUESTIONS:
+                timed("bm25", lambda q=q: store.search("sparse", q, settings.candidates))
+                timed("dense", lambda q=q: store.search("text_vec", vectors[q], settings.candidates))
+                timed("bare", lambda q=q: both(q))
+                timed("retrieve_concurrent", lambda q=q: retrieve(q, namespace, settings, mode="hybrid"))
+                timed("retrieve_sequential", lambda q=q: retrieve(q, namespace, sequential, mode="hybrid"))
+    return {step: {f"p{q}_ms": round(percentile(sorted(v), q), 1) for q in (50, 95, 99)} for step, v in samples.items()}
+
+
+def ratio_rows(rows: list[dict[str, Any]], bare: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
+    """Each 1-client endpoint phase beside the bare store time at its size, and their ratio at p50/p95/p99."""
+    out = []
+    for row in rows:
+        size = row.get("size")
+        if size not in bare or row.get("clients") != 1:
+            continue
+        floor = bare[size]["bare"]
+        out.append({"phase": row["phase"], **{f"{k}": row[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
+                    **{f"bare_{k}": floor[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
+                    **{f"ratio_{k[:3]}": round(row[k] / floor[k], 2) for k in ("p50_ms", "p95_ms", "p99_ms")
+                       if row.get(k) and floor.get(k)}})
+    return out
+
+
 # -- main -----------------------------------------------------------------------------------------------
 def load_average() -> str:
     return " ".join(f"{v:.1f}" for v in os.getloadavg())
@@ -387,9 +439,16 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             client = Client(api_port, token)
             rows = measure(args, client, namespaces)
         result["phases"] = rows
+        result["bare_store_ms"] = {size: bare_store(settings, ns) for size, ns in namespaces.items()}
+        result["ratios"] = ratio_rows(rows, result["bare_store_ms"])
         result["profile_ms"] = profile_query(settings, namespaces[max(args.sizes)])
     result["load_after"] = load_average()
     print_table(rows)
+    for size, steps in result["bare_store_ms"].items():
+        sys.stdout.write(f"\nstore alone at {size} chunks (ms): {json.dumps(steps)}")
+    sys.stdout.write("\n\nendpoint / bare store (1 client):\n")
+    for row in result["ratios"]:
+        sys.stdout.write(f"  {json.dumps(row)}\n")
     sys.stdout.write(f"\n/v1/query steps at {max(args.sizes)} chunks (median ms, in-process against the same Milvus):"
                      f"\n  {json.dumps(result['profile_ms'])}\nload average before/after: {result['load_before']} / "
                      f"{result['load_after']} on {result['cpus']} CPUs\n")
@@ -420,8 +479,10 @@ def measure(args: argparse.Namespace, client: Client, namespaces: dict[int, str]
             for clients in args.clients:
                 phase = run_phase(f"{path} {size_label(size)} chunks, {clients} client(s)", client, one_endpoint(path),
                                   namespace, clients, args.requests, PHASE_LIMIT_S)
-                rows.append({**phase.summary(), "load": load_average()})
+                rows.append({**phase.summary(), "size": size, "clients": clients, "load": load_average()})
                 log.info("%s", rows[-1])
+    if args.load_seconds <= 0:
+        return rows
     largest = namespaces[max(namespaces)]
     phase = run_phase(f"load: {args.load_clients} clients, {args.load_seconds:g} s, search+query", client,
                       mixed_endpoints, largest, args.load_clients, 10**6, args.load_seconds)

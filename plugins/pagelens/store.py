@@ -25,6 +25,13 @@ ANALYZER = {"tokenizer": "standard", "filter": ["lowercase", {"type": "stemmer",
                                                 {"type": "stop", "stop_words": ["_english_"]}]}
 MAX_TEXT = 65535
 PAGE_SIZE = 10_000
+# PAGELENS_VECTOR_INDEX -> (Milvus index type, build params). HNSW_SQ8 keeps each vector as one byte per dimension
+# in the graph (a quarter of float32's memory); IVF_SQ8 drops the graph as well. Both exist in Milvus Lite and Milvus.
+VECTOR_INDEXES: dict[str, tuple[str, dict[str, Any]]] = {
+    "HNSW": ("HNSW", {"M": 16, "efConstruction": 200}),
+    "HNSW_SQ8": ("HNSW_SQ", {"M": 16, "efConstruction": 200, "sq_type": "SQ8"}),
+    "IVF_SQ8": ("IVF_SQ8", {"nlist": 1024}),
+}
 _LOADED: set[tuple[str, str]] = set()  # (uri, alias) loaded for search in this process
 # 2: `principals` (document-level permissions). Generations of an older schema are refused at search with the
 # command that rebuilds them; nothing is migrated in place (Milvus cannot add a field to a collection).
@@ -217,7 +224,8 @@ class VectorStore:
                                      input_field_names=["search_text"], output_field_names=["sparse"]))
         index = self.client.prepare_index_params()
         for field in ("text_vec", "image_vec", "concat_vec"):
-            index.add_index(field, index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+            index_type, params = VECTOR_INDEXES[self.settings.vector_index]
+            index.add_index(field, index_type=index_type, metric_type="IP", params=params)
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self.client.create_collection(name, schema=schema, index_params=index, num_shards=self.settings.num_shards)
         if not self.settings.is_lite:
