@@ -19,7 +19,7 @@ from pagelens.records import Answer, Citation, Hit
 from pagelens.retrieve import retrieve
 from pagelens.settings import Settings
 from pagelens.store import VectorStore
-from query_api.auth import authorize_namespace
+from query_api.auth import authorize_namespace, reader_principals
 from query_api.errors import ApiError
 from query_api.metrics import observe_answer, observe_retrieval
 
@@ -47,11 +47,12 @@ def open_namespace(namespace: str, settings: Settings) -> None:
 
 def retrieve_hits(question: str, namespace: str, settings: Settings, mode: str | None = None,
                   filters: dict[str, Any] | None = None) -> tuple[list[Hit], str, float]:
-    """Hits of the namespace only (the store filters by namespace inside every search); mode and seconds."""
+    """Hits of the namespace only, and of the documents the reader's principals may see (the store filters by both
+    inside every search); mode and seconds."""
     open_namespace(namespace, settings)
     mode = mode or settings.retrieval_mode
     start = time.perf_counter()
-    hits = retrieve(question, namespace, settings, mode=mode, filters=filters)
+    hits = retrieve(question, namespace, settings, mode=mode, filters=filters, principals=reader_principals())
     seconds = time.perf_counter() - start
     observe_retrieval(mode, seconds)
     return hits, mode, seconds
@@ -63,7 +64,8 @@ def answer_question(question: str, namespace: str, settings: Settings, k: int | 
     hits, mode, retrieval_s = retrieve_hits(question, namespace, settings, mode, filters)
     k = k or settings.api_default_k
     start = time.perf_counter()
-    result = answer(question, hits[:k], settings, page_images=hit_page_images(settings, namespace))
+    result = answer(question, hits[:k], settings,
+                    page_images=hit_page_images(settings, namespace, principals=reader_principals()))
     generation_s = time.perf_counter() - start
     observe_answer(result.mode, generation_s, result.citations_removed)
     return Answered(hits, result, mode, k, retrieval_s, generation_s)

@@ -27,7 +27,7 @@ from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import Settings
 from pagelens.store import InvalidNamespace, validate_namespace
 from query_api.answering import answer_json, answer_question, citation_json, retrieve_hits, timings
-from query_api.auth import authorize_namespace, require_token
+from query_api.auth import authorize_namespace, reader_principals, require_token
 from query_api.errors import ApiError
 from query_api.validation import parse_question_request
 
@@ -79,13 +79,13 @@ def documents() -> Response:
     if status not in (None, *DOCUMENT_STATUSES):
         raise ApiError(400, "invalid_request", f"status must be one of {', '.join(DOCUMENT_STATUSES)}")
     limit, offset = _int_arg("limit", 50, 1, MAX_DOCUMENTS_PAGE), _int_arg("offset", 0, 0, 10**9)
-    registry = Registry(_settings().registry_url)
+    registry, who = Registry(_settings().registry_url), reader_principals()
     try:
-        rows, total = registry.document_page(namespace, status, request.args.get("reason") or None, limit, offset)
+        rows, total = registry.document_page(namespace, status, request.args.get("reason") or None, limit, offset, who)
     except ValueError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from exc
     return jsonify(namespace=namespace, total=total, limit=limit, offset=offset,
-                   counts=registry.status_counts(namespace), reasons=registry.quarantine_reasons(namespace),
+                   counts=registry.status_counts(namespace, who), reasons=registry.quarantine_reasons(namespace, who),
                    documents=[document_json(r) for r in rows])
 
 
@@ -110,7 +110,7 @@ def page_image(doc: str, page: int) -> Response:
     authorize_namespace(namespace)
     bbox = _bbox_arg()
     try:
-        png = indexed_page_png(settings, namespace, doc, page, settings.api_page_dpi, bbox)
+        png = indexed_page_png(settings, namespace, doc, page, settings.api_page_dpi, bbox, reader_principals())
     except (PageImageError, PageTooLarge) as exc:
         status, code = PAGE_IMAGE_ERRORS.get(type(exc), (404, "page_image_unavailable"))
         raise ApiError(status, code, str(exc), {"Retry-After": "5"} if status == 503 else None) from exc

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -74,11 +74,12 @@ def render_page_png(path: Path, page: int, dpi: int, highlight_bbox: Sequence[fl
 
 
 def indexed_page_png(settings: Settings, namespace: str, doc_id: str, page: int, dpi: int,
-                     highlight_bbox: Sequence[float] | None = None) -> bytes:
+                     highlight_bbox: Sequence[float] | None = None, principals: Iterable[str] | None = None) -> bytes:
     """The page as it was indexed: from the content store's bytes (never the source's current file), redacted
     words blacked out when `redact_pii` is on, faces blurred when `blur_faces` is on; at most
-    `api_render_concurrency` renders at once in this process."""
-    record = indexed_record(settings, namespace, doc_id)
+    `api_render_concurrency` renders at once in this process. With `principals`, a document they may not read
+    is not found, exactly like one that does not exist."""
+    record = indexed_record(settings, namespace, doc_id, principals)
     path, suffix = renderable(settings, doc_id, record.content_sha256, indexed_content(settings, record))
     with render_slot(settings.api_render_concurrency, settings.api_render_wait_s):  # regions may parse the page
         blackout = page_regions(settings, record, path, page, suffix) if settings.redact_pii else []
@@ -87,8 +88,11 @@ def indexed_page_png(settings: Settings, namespace: str, doc_id: str, page: int,
                                blur=settings.blur_faces)
 
 
-def indexed_record(settings: Settings, namespace: str, doc_id: str) -> DocumentRecord:
+def indexed_record(settings: Settings, namespace: str, doc_id: str,
+                   principals: Iterable[str] | None = None) -> DocumentRecord:
     record = Registry(settings.registry_url).get(namespace, doc_id)
+    if record is not None and not record.readable_by(principals):
+        record = None  # hidden, and not told apart from absent
     if record is None or record.status != "indexed":
         state = f" (it is {record.status})" if record else ""
         raise DocumentNotFound(f"namespace '{namespace}' has no indexed document '{printable(doc_id)}'{state}; "
@@ -150,12 +154,15 @@ def store_regions(settings: Settings, content_sha256: str, pages: list[Page]) ->
     content_store(settings).put_json(content_sha256, REGIONS, redacted_regions(pages))
 
 
-def hit_page_images(settings: Settings, namespace: str, dpi: int | None = None) -> Callable[[Hit], bytes | None]:
-    """Page images for `answer(..., page_images=...)`: each hit's page with its box shaded; None where none can be made."""
+def hit_page_images(settings: Settings, namespace: str, dpi: int | None = None,
+                    principals: Iterable[str] | None = None) -> Callable[[Hit], bytes | None]:
+    """Page images for `answer(..., page_images=...)`: each hit's page with its box shaded; None where none can be made
+    (or the reader's `principals` may not see the document)."""
 
     def page_png(hit: Hit) -> bytes | None:
         try:
-            return indexed_page_png(settings, namespace, hit.doc_id, hit.page, dpi or settings.llm_image_dpi, hit.bbox)
+            return indexed_page_png(settings, namespace, hit.doc_id, hit.page, dpi or settings.llm_image_dpi, hit.bbox,
+                                    principals)
         except (PageImageError, DocumentError) as exc:
             log.info("No page image for %s page %s: %s", printable(hit.doc_id), hit.page, printable(str(exc)))
             return None

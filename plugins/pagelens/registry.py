@@ -8,8 +8,9 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint, create_engine, func, select
+from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint, create_engine, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -58,6 +59,15 @@ class DocumentRecord(Base):
     def unchanged(self, etag: str, model_version: str) -> bool:
         """Indexed from this source version (same etag) with these models."""
         return bool(etag) and self.status == "indexed" and self.etag == etag and self.model_version == model_version
+
+
+def _readable(principals: Iterable[str] | None) -> list[Any]:
+    """SQL conditions for `DocumentRecord.readable_by`: the JSON list holds "*" or one of the principals (matched
+    with its quotes, so `user:a` never matches `user:ab`)."""
+    if principals is None:
+        return []
+    column = DocumentRecord.principals
+    return [or_(*(column.contains(json.dumps(p), autoescape=True) for p in sorted({"*", *principals})))]
 
 
 class SourceState(Base):
@@ -133,9 +143,11 @@ class Registry:
             return {ns: _aware(when) for ns, when in session.execute(query)}
 
     def document_page(self, namespace: str, status: str | None = None, reason_kind: str | None = None,
-                      limit: int = 50, offset: int = 0) -> tuple[list[DocumentRecord], int]:
-        """One page of a namespace's documents by name (filtered by status and quarantine reason kind) and the total."""
-        query = select(DocumentRecord).filter_by(namespace=namespace)
+                      limit: int = 50, offset: int = 0, principals: Iterable[str] | None = None
+                      ) -> tuple[list[DocumentRecord], int]:
+        """One page of a namespace's documents by name (filtered by status and quarantine reason kind) and the total;
+        with `principals`, only the documents a reader with them may see (`readable_by`)."""
+        query = select(DocumentRecord).filter_by(namespace=namespace).where(*_readable(principals))
         if status:
             query = query.filter_by(status=status)
         if reason_kind:
@@ -147,15 +159,17 @@ class Registry:
             rows = session.scalars(query.order_by(DocumentRecord.doc_id).limit(limit).offset(offset))
             return list(rows), int(total)
 
-    def status_counts(self, namespace: str) -> dict[str, int]:
-        query = (select(DocumentRecord.status, func.count()).where(DocumentRecord.namespace == namespace)
+    def status_counts(self, namespace: str, principals: Iterable[str] | None = None) -> dict[str, int]:
+        query = (select(DocumentRecord.status, func.count()).where(DocumentRecord.namespace == namespace,
+                                                                   *_readable(principals))
                  .group_by(DocumentRecord.status))
         with Session(self.engine) as session:
             return {status: int(n) for status, n in session.execute(query)}
 
-    def quarantine_reasons(self, namespace: str) -> dict[str, int]:
+    def quarantine_reasons(self, namespace: str, principals: Iterable[str] | None = None) -> dict[str, int]:
         """Quarantined documents per reason kind ("corrupt", "encrypted", …), most frequent first."""
-        query = select(DocumentRecord.reason).filter_by(namespace=namespace, status="quarantined")
+        query = select(DocumentRecord.reason).filter_by(namespace=namespace, status="quarantined").where(
+            *_readable(principals))
         counts: dict[str, int] = {}
         with Session(self.engine) as session:
             for reason in session.scalars(query):
