@@ -3,32 +3,32 @@
 from __future__ import annotations
 
 import contextvars
-import logging
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 from pagelens.errors import CorruptDocument, DecompressionBomb, DocumentError, UnsupportedDocument
+from pagelens.parsing.integrity import check_content_streams
+from pagelens.parsing.layout import plumber_chars, plumber_words, row_lines, text_blocks, text_lines
 from pagelens.parsing.ocr import OcrResult, ocr_image, union
+from pagelens.parsing.pdfium import PageContent, page_content
 from pagelens.parsing.preflight import check_pdf
+from pagelens.parsing.tables import PlumberGeometry, find_tables
 from pagelens.parsing.textquality import needs_ocr
 from pagelens.records import BBox, Block, Page
 from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi
 from pagelens.settings import Settings
 from pagelens.tracing import span
 
-PARSE_VERSION = 2  # bump when parsing output changes: cached parses of older versions are ignored
+PARSE_VERSION = 3  # bump when parsing output changes: cached parses of older versions are ignored
 _CID = re.compile(r"\(cid:\d+\)")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
 CLIP_RASTER_SIDE = 448  # px; CLIP sees 224 px, a little more keeps crops sharp
-# pdfminer layout analysis: groups characters into lines and lines into blocks, columns included.
+# pdfminer's layout analysis (layout.py runs it on PDFium's chars): chars into lines, lines into blocks, columns kept.
 LAPARAMS = {"line_overlap": 0.5, "char_margin": 2.0, "line_margin": 0.5, "word_margin": 0.1, "boxes_flow": 0.5}
-# pdfminer logs these and carries on with a damaged page; we refuse such files rather than index a part.
-_FATAL_PDFMINER_WARNINGS = ("Data-loss while decompressing", "circular reference")
 
 
 def extract_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None = None,
@@ -78,84 +78,86 @@ def _traced_ocr(fn: Callable[[], OcrResult]) -> OcrResult:
 
 def _pdf_pages(path: Path, settings: Settings, page_range: tuple[int, int] | None, doc: str,
                born_digital: bool = False) -> list[Page]:
-    import pdfplumber
-    from pdfminer.pdfparser import PDFSyntaxError
-    from pdfminer.psparser import PSException
-    from pdfplumber.utils.exceptions import PdfminerException
+    import pypdfium2 as pdfium
 
     password = check_pdf(path, settings.pdf_passwords, settings.max_image_pixels, settings.max_pages,
                          settings.max_render_pixels)
     vocab = settings.text_model_dir() / "vocab.txt"
+    try:
+        pdf = pdfium.PdfDocument(str(path), password=password)
+    except pdfium.PdfiumError as exc:
+        raise CorruptDocument(f"PDFium cannot open the file ({exc})"[:300]) from exc
     pool = _OcrPool()
     pages: list[Page] = []
+    first, last = page_range or (1, len(pdf))
     try:
-        with _pdfminer_warnings() as warnings, pdfplumber.open(path, password=password, laparams=LAPARAMS) as pdf:
-            first, last = page_range or (1, len(pdf.pages))
-            for number in range(first, min(last, len(pdf.pages)) + 1):
-                pdf_page = pdf.pages[number - 1]
-                with span("preprocess_page", doc=doc, page=number) as page_span:
-                    pages.append(_pdf_page(pdf_page, number, settings, vocab, pool, born_digital))
-                    page_span.set_attribute("ocr", pages[-1].ocr)
-                pdf_page.close()
-            pool.drain()
+        check_content_streams(path, password, first, last)
+        for number in range(first, min(last, len(pdf)) + 1):
+            pdf_page = pdf[number - 1]
+            with span("preprocess_page", doc=doc, page=number) as page_span:
+                pages.append(_pdf_page(pdf_page, number, settings, vocab, pool, born_digital))
+                page_span.set_attribute("ocr", pages[-1].ocr)
+            pdf_page.close()
+        pool.drain()
     except DocumentError:
         raise
-    except (PdfminerException, PDFSyntaxError, PSException, RecursionError, ValueError, KeyError, TypeError) as exc:
+    except (pdfium.PdfiumError, RecursionError, ValueError, KeyError, TypeError) as exc:
         raise CorruptDocument(f"the PDF parser failed on page {len(pages) + 1} ({type(exc).__name__}: {exc})"[:300]) from exc
     finally:
         pool.close()
-    fatal = [w for w in warnings if any(p in w for p in _FATAL_PDFMINER_WARNINGS)]
-    if fatal:
-        raise CorruptDocument(f"damaged content stream: {fatal[0]} (the text would be incomplete)")
+        pdf.close()
     return pages
 
 
 def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, pool: _OcrPool,
               born_digital: bool = False) -> Page:
-    p = pdf_page  # pdfplumber.page.Page
-    page = Page(number=number, width=float(p.width), height=float(p.height))  # type: ignore[attr-defined]
-    boxes = p.objects.get("textboxhorizontal", [])  # type: ignore[attr-defined]
-    layer_text = "\n".join(b["text"] for b in boxes)
-    figures = _figure_boxes(p, settings.min_figure_area)
+    """PDFium gives glyphs, images and strokes; pdfminer's layout and pdfplumber's words and tables run on them."""
+    content = page_content(pdf_page)
+    page = Page(number=number, width=content.width, height=content.height)
+    lines = text_lines(content.chars, LAPARAMS)
+    figures = _figure_boxes(content, settings.min_figure_area)
     want_clip = bool(settings.clip_model)
     raster = None
-    if needs_ocr(layer_text, vocab, trusted=born_digital):
+    if content.blank:
+        pass  # nothing drawn: no text to read and nothing for Tesseract
+    elif needs_ocr("\n".join(ln.text for ln in lines), vocab, trusted=born_digital):
         page.ocr = True
-        raster, scale = _render(p, settings.ocr_dpi, settings.max_render_pixels)
+        raster, scale = _render(pdf_page, settings.ocr_dpi, settings.max_render_pixels, number)
         pool.submit(lambda: ocr_image(raster, settings.ocr_lang, scale), lambda r: _set_ocr(page, r))
     else:
-        page.words = [(w["text"], _bbox(w)) for w in p.extract_words()]  # type: ignore[attr-defined]
-        # ruling without text (a chart's grid) is no table: its labels stay text
-        tables = [(tuple(t.bbox), text) for t in p.find_tables() if (text := _table_text(t.extract()))]  # type: ignore[attr-defined]
-        page.tables = len(tables)
-        page.blocks = [b for b in _text_blocks(p, boxes) if not any(_inside(b.bbox, t) for t, _ in tables)]
-        page.blocks += [Block(text, box, "table") for box, text in tables]
+        chars = plumber_chars(content.chars, content.height)
+        page.words = plumber_words(chars)
+        found = [(box, text) for box, rows in find_tables(PlumberGeometry(content.edges, chars, content.width, content.height))
+                 if (text := _table_text(rows))]  # ruling without text (a chart's grid) is no table: its labels stay text
+        page.tables = len(found)
+        boxes = text_blocks(lines, content.width, content.height, LAPARAMS)
+        page.blocks = [b for b in _text_blocks(boxes, page.words) if not any(_inside(b.bbox, t) for t, _ in found)]
+        page.blocks += [Block(text, box, "table") for box, text in found]
         if figures and settings.ocr_figures:
-            raster, scale = _render(p, settings.ocr_dpi, settings.max_render_pixels)
+            raster, scale = _render(pdf_page, settings.ocr_dpi, settings.max_render_pixels, number)
             for fig in figures:
                 crop = raster.crop(tuple(round(v / scale) for v in fig))
                 pool.submit(lambda c=crop, f=fig: ocr_image(c, settings.ocr_lang, scale, (f[0], f[1]), "figure"),
                             lambda r, f=fig: _add_figure_text(page, r, f))
     if want_clip:
         if raster is None:
-            raster, scale = _render(p, 150, settings.max_render_pixels)
+            raster, scale = _render(pdf_page, 150, settings.max_render_pixels, number)
         page.image = _thumbnail(raster)
         page.figures = [(fig, _thumbnail(raster.crop(tuple(round(v / scale) for v in fig)))) for fig in figures]
     return page
 
 
-def _text_blocks(pdf_page: object, boxes: list[dict]) -> list[Block]:
+def _text_blocks(boxes: list[tuple[str, BBox]], page_words: list[tuple[str, BBox]]) -> list[Block]:
     """Layout blocks (columns kept apart) unless the page is mostly column fragments of a borderless table.
 
     pdfminer splits a table without rules into one box per column, which separates every label from
     its numbers; then whole rows (all words at one height) carry the meaning, so use lines instead.
     """
-    blocks = [Block(text, _bbox(b), "text") for b in boxes if (text := clean_text(b["text"]))]
+    blocks = [Block(text, box, "text") for raw, box in boxes if (text := clean_text(raw))]
     fragment_chars = sum(len(b.text) for b in blocks if _is_column_fragment(b.text))
     if fragment_chars < 0.4 * max(sum(len(b.text) for b in blocks), 1):
         return blocks
-    lines = pdf_page.extract_text_lines(strip=True)  # type: ignore[attr-defined]
-    return _group_lines([(text, _bbox(ln)) for ln in lines if (text := clean_text(ln["text"]))])
+    return _group_lines([(text, box) for raw, box in row_lines(page_words) if (text := clean_text(raw))])
 
 
 def clean_text(text: str) -> str:
@@ -195,25 +197,23 @@ def _add_figure_text(page: Page, result: OcrResult, fig: BBox) -> None:
         page.words += result.words
 
 
-def _figure_boxes(pdf_page: object, min_area: float) -> list[BBox]:
+def _figure_boxes(content: PageContent, min_area: float) -> list[BBox]:
     """Embedded images big enough to carry content (charts, photos, pasted scans), clipped to the page."""
-    p = pdf_page
-    page_area = float(p.width) * float(p.height)  # type: ignore[attr-defined]
-    boxes = []
-    for img in p.images:  # type: ignore[attr-defined]
-        box = (max(0.0, float(img["x0"])), max(0.0, float(img["top"])),
-               min(float(p.width), float(img["x1"])), min(float(p.height), float(img["bottom"])))  # type: ignore[attr-defined]
-        if box[2] > box[0] and box[3] > box[1] and (box[2] - box[0]) * (box[3] - box[1]) >= min_area * page_area:
-            boxes.append(box)
-    return boxes
+    page_area = content.width * content.height
+    return [box for box in content.images
+            if box[2] > box[0] and box[3] > box[1] and (box[2] - box[0]) * (box[3] - box[1]) >= min_area * page_area]
 
 
-def _render(pdf_page: object, dpi: int, max_pixels: int) -> tuple[object, float]:
-    """Rasterise with /Rotate applied; lower the dpi for huge pages (rendercap). Returns (image, points per pixel)."""
-    p = pdf_page
-    dpi = int(render_dpi(float(p.width), float(p.height), dpi, max_pixels, f"page {p.page_number}"))  # type: ignore[attr-defined]
-    image = p.to_image(resolution=dpi).original.convert("RGB")  # type: ignore[attr-defined]
-    return image, 72.0 / dpi
+def _render(pdf_page: object, dpi: int, max_pixels: int, number: int) -> tuple[object, float]:
+    """Rasterise with /Rotate applied; lower the dpi for huge pages (rendercap). Returns (image, points per pixel).
+
+    The flags are pdfplumber's `to_image` defaults (no anti-aliasing), which the OCR settings were tuned on.
+    """
+    width, height = pdf_page.get_size()  # type: ignore[attr-defined]
+    dpi = int(render_dpi(float(width), float(height), dpi, max_pixels, f"page {number}"))
+    bitmap = pdf_page.render(scale=dpi / 72, no_smoothtext=True, no_smoothpath=True, no_smoothimage=True,  # type: ignore[attr-defined]
+                             prefer_bgrx=True)
+    return bitmap.to_pil().convert("RGB"), 72.0 / dpi
 
 
 def image_dpi(image: object) -> float:
@@ -290,26 +290,3 @@ def check_scan(image: object, settings: Settings, what: str) -> None:
 def _bomb_size(exc: Exception) -> str:
     pixels = pillow_bomb_pixels(exc)
     return f"the image is {pixels:,} px, " if pixels else ""
-
-
-@contextmanager
-def _pdfminer_warnings() -> Iterator[list[str]]:
-    """Collect pdfminer's warnings for one document (it logs damage instead of raising)."""
-    messages: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    handler = _Collect(level=logging.WARNING)
-    logger = logging.getLogger("pdfminer")
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)  # whatever the app's log config, damage must be seen here
-    logger.propagate = False  # collected and reported as the quarantine reason, not printed
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
