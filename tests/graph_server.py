@@ -39,6 +39,8 @@ class Item:
     version: int = 1
     seq: int = 0  # change sequence number of the last change
     deleted: bool = False
+    permissions: list[dict[str, Any]] = field(default_factory=list)  # Graph permission resources
+    shared_seq: int = 0  # change sequence number of the last sharing change (content and eTag unchanged)
 
 
 @dataclass
@@ -107,6 +109,13 @@ class Drive:
         target.deleted = True
         self._touch(target)
 
+    def share(self, path: str, permissions: list[dict[str, Any]]) -> None:
+        """Replace a file's permissions: a sharing change, reported by delta only to clients that ask for them."""
+        item = self.find(path)
+        assert item is not None, path
+        self.seq += 1
+        item.permissions, item.shared_seq = permissions, self.seq
+
     def rename(self, path: str, new_name: str) -> None:
         item = self.find(path)
         assert item is not None, path
@@ -123,11 +132,13 @@ class Drive:
             node = self.items[node.parent]
         return False
 
-    def delta(self, scope: str, token: int | None) -> list[Item]:
-        """Items of a delta round: all live ones (no token), or those changed since `token` plus their parents."""
+    def delta(self, scope: str, token: int | None, sharing: bool = False) -> list[Item]:
+        """Items of a delta round: all live ones (no token), or those changed since `token` plus their parents;
+        with `sharing` (Prefer: deltashowsharingchanges) also those whose permissions changed."""
         if token is None:
             return [i for i in self.items.values() if not i.deleted and self.in_scope(i, scope)]
-        changed = [i for i in self.items.values() if i.seq > token and self.in_scope(i, scope)]
+        changed = [i for i in self.items.values() if (i.seq > token or (sharing and i.shared_seq > token))
+                   and self.in_scope(i, scope)]
         chosen: dict[str, Item] = {}
         for item in changed:
             node = item
@@ -234,6 +245,11 @@ class _Handler(BaseHTTPRequestHandler):
         if match := re.fullmatch(r"/root(?::/(.+))?", rest):
             item = drive.find(match.group(1)) if match.group(1) else drive.items["root"]
             return self.send_json(200, self.item_json(item, with_path=True)) if item else self.not_found()
+        if match := re.fullmatch(r"/items/([^/]+)/permissions", rest):
+            item = drive.items.get(match.group(1))
+            if item is None or item.deleted:
+                return self.not_found()
+            return self.send_json(200, {"value": item.permissions})
         if match := re.fullmatch(r"/items/([^/]+)(/content)?", rest):
             item = drive.items.get(match.group(1))
             if item is None or item.deleted:
@@ -249,7 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
         if token is not None and token < drive.expired_before:
             return self.send_json(410, {"error": {"code": "resyncChangesApplyDifferences", "message": "resync"}},
                                   headers={"Location": f"{self.graph.graph_base}/drives/{DRIVE}/root/delta"})
-        items = drive.delta(scope, token)
+        sharing = "deltashowsharingchanges" in (self.headers.get("Prefer") or "")
+        items = drive.delta(scope, token, sharing)
         skip = int(query.get("skip", ["0"])[0])
         # A round's pages all report the state at its start; the delta link continues from there.
         at = int(query.get("at", [str(drive.seq)])[0])
@@ -343,3 +360,13 @@ def make_certificates(directory: Path) -> tuple[str, str, str]:
     key_file.write_bytes(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                 serialization.NoEncryption()))
     return str(ca_file), str(cert_file), str(key_file)
+
+
+def granted(kind: str, object_id: str, roles: tuple[str, ...] = ("read",)) -> dict[str, Any]:
+    """A Graph permission granting `roles` directly to a user, group or siteGroup."""
+    return {"id": f"perm-{kind}-{object_id}", "roles": list(roles), "grantedToV2": {kind: {"id": object_id}}}
+
+
+def org_link() -> dict[str, Any]:
+    """An organisation-wide view link (everyone in the tenant with the link)."""
+    return {"id": "perm-org-link", "roles": ["read"], "link": {"scope": "organization", "type": "view"}}

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     sharepoint_authority_host: str = ""  # empty: the public cloud login host
     sharepoint_graph_url: str = ""  # empty: https://graph.microsoft.com/v1.0
     sharepoint_permissions: bool = True  # read each item's Graph permissions; its chunks are shown only to them
+    # SharePoint site groups -> the Entra principals in them (Graph cannot list a site group's members), JSON:
+    # {"sitegroup:<site id>:<group id>": ["group:<Entra group id>", "user:<object id>"]}
+    sharepoint_site_group_members: dict[str, list[str]] = Field(default_factory=dict)
     gcp_conn_id: str = "google_cloud_default"  # Airflow connection GCS sources read through (Google provider's GCSHook)
     gcs_project: str = ""  # outside Airflow: the project of the storage client (empty: Application Default Credentials')
     milvus_conn_id: str = "milvus_default"  # Airflow connection DAG tasks reach Milvus through (if defined)

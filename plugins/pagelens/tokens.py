@@ -24,7 +24,7 @@ TOKEN_BYTES = 32  # 256 bits of randomness: the hash needs no salt or slow KDF
 MAX_TOKEN_CHARS = 128  # longer strings cannot be ours; refused before hashing
 
 
-PRINCIPAL = re.compile(r"(user|group|sitegroup|org):[^\s,\x00-\x1f]{1,240}")  # matched whole
+PRINCIPAL = re.compile(r"(user|group|sitegroup|org):[^\s\"\\\x00-\x1f]{1,240}")  # matched whole
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pagelens.jobmetrics import push_ingest_run
 from pagelens.names import printable
 from pagelens.parsing.pool import ParsePool
 from pagelens.parsing.renditions import Renditions, keep_rendition, make_renditions
+from pagelens.pipeline.permissions import PERMISSIONS_CHANGED, apply_permissions, permissions_changed
 from pagelens.records import Chunk, DocumentReport, Page
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import DocumentRecord, Registry
@@ -70,7 +71,7 @@ def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> 
             if first != listing.location:  # two sources of one namespace name a file alike: keep the first
                 plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason=(
                     f"duplicate: {first} already lists this name; rename one or use separate namespaces")))
-            elif row is not None and row.unchanged(doc.etag, version):
+            elif row is not None and row.unchanged(doc.etag, version) and not permissions_changed(row, doc, version):
                 plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason="unchanged"))
             else:
                 plan.to_index.append(doc)
@@ -124,6 +125,11 @@ def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str
           tempfile.TemporaryDirectory(prefix="fetch-", dir=settings.data_dir) as workdir):
         fetched, sources = [], {}
         for doc in docs:
+            if record and permissions_changed(registry.get(namespace, doc.doc_id), doc, model_version(settings)):
+                report = _report(doc, status="skipped", reason=PERMISSIONS_CHANGED)
+                apply_permissions(report, namespace, store, registry)
+                done(report)
+                continue
             if doc.location not in sources:
                 sources[doc.location] = open_source(doc.location, settings)
             outcome = _fetch(doc, sources[doc.location], namespace, settings, store, registry, Path(workdir),
@@ -164,7 +170,7 @@ def _fetch(doc: SourceDocument, source: Source, namespace: str, settings: Settin
 
 def _report(doc: SourceDocument, **fields: Any) -> DocumentReport:
     return DocumentReport(doc=doc.doc_id, source_uri=doc.source_uri, location=doc.location, etag=doc.etag,
-                          content_sha256=doc.content_sha256, **fields)
+                          content_sha256=doc.content_sha256, principals=list(doc.principals), **fields)
 
 
 def _quarantine(doc: SourceDocument, exc: DocumentError, store: VectorStore, seconds: float) -> DocumentReport:
@@ -189,6 +195,8 @@ def index_document(doc: SourceDocument, namespace: str, settings: Settings, stor
     chunks = chunk_pages(pages, namespace=namespace, doc_id=doc.doc_id, source_uri=doc.source_uri,
                          content_sha256=doc.content_sha256, model_version=model_version(settings),
                          target_chars=settings.chunk_chars, max_chars=settings.chunk_max_chars)
+    for chunk in chunks:
+        chunk.principals = list(doc.principals)
     upsert_encoded(chunks, doc.doc_id, settings, store)
     return _report(doc, status="indexed", pages=len(pages), ocr_pages=sum(p.ocr for p in pages),
                    tables=sum(p.tables for p in pages), figures=sum(c.kind == "figure" for c in chunks),

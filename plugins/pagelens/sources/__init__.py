@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pagelens.errors import OutsideSource
 
@@ -27,8 +27,10 @@ class SourceDocument:
     location: str = ""  # the source it was listed from, to reopen it in another process
     path: str = ""  # a local file the parser can open, once fetched
     content_sha256: str = ""
+    # Who may read it: "*" = every reader of the namespace (local, S3, GCS); SharePoint names users and groups
+    principals: list[str] = field(default_factory=lambda: ["*"])
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -38,10 +38,11 @@ class GraphClient:
     and retries on 429/5xx that honour `Retry-After`, each wait capped at `max_wait_s`."""
 
     def __init__(self, app: msal.ConfidentialClientApplication, base_url: str, scope: str, timeout: float = 60.0,
-                 max_retries: int = 4, max_wait_s: float = 60.0) -> None:
+                 max_retries: int = 4, max_wait_s: float = 60.0, tenant_id: str = "") -> None:
         import requests
 
         self.app, self.base_url, self.scope = app, base_url.rstrip("/"), scope
+        self.tenant_id = tenant_id  # whose organisation-wide sharing links mean `org:<tenant id>`
         self.timeout, self.max_retries, self.max_wait_s = timeout, max_retries, max_wait_s
         self.session = requests.Session()
 
@@ -56,13 +57,14 @@ class GraphClient:
     def url(self, path_or_url: str) -> str:
         return path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url.lstrip('/')}"
 
-    def get(self, path_or_url: str, params: dict[str, str] | None = None, stream: bool = False) -> requests.Response:
+    def get(self, path_or_url: str, params: dict[str, str] | None = None, stream: bool = False,
+            extra_headers: dict[str, str] | None = None) -> requests.Response:
         """GET a Graph path (or an absolute next/delta link), following redirects; raises `GraphRequestError`."""
         import requests
 
         url = self.url(path_or_url)
         for attempt in range(self.max_retries + 1):
-            headers = {"Authorization": f"Bearer {self.access_token()}"}
+            headers = {**(extra_headers or {}), "Authorization": f"Bearer {self.access_token()}"}
             try:
                 response = self.session.get(url, params=params, headers=headers, stream=stream, timeout=self.timeout)
             except requests.RequestException as exc:
@@ -78,8 +80,9 @@ class GraphClient:
             return response
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def get_json(self, path_or_url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.get(path_or_url, params).json()
+    def get_json(self, path_or_url: str, params: dict[str, str] | None = None,
+                 extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.get(path_or_url, params, extra_headers=extra_headers).json()
 
     def download(self, path_or_url: str, target: Path) -> str:
         """Stream a content URL (Graph answers 302 to a pre-authenticated download URL) into `target`; its SHA-256."""
@@ -132,7 +135,7 @@ def connect(client_id: str, client_secret: str, tenant_id: str, authority_host: 
     except (ValueError, OSError) as exc:
         raise SourceError(f"cannot reach the Microsoft Entra authority {authority}: {exc}; check the tenant id and "
                           f"authority host in {where}") from exc
-    return GraphClient(app, base_url, token_scope(base_url), timeout, max_retries)
+    return GraphClient(app, base_url, token_scope(base_url), timeout, max_retries, tenant_id=tenant_id)
 
 
 def authority_url(authority_host: str, tenant_id: str) -> str:

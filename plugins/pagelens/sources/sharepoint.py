@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ITEM_FIELDS = "id,name,file,folder,package,deleted,root,parentReference,cTag,eTag"
+# Delta rounds also report items whose sharing changed (same content, same cTag): their permissions are read again.
+SHARING_CHANGES = {"Prefer": "deltashowsharingchanges, hierarchicalsharing"}
 
 
 def parse_sharepoint_location(location: str) -> tuple[str, str, str]:
@@ -115,8 +117,9 @@ class SharePointSource:
     def read_delta(self, url: str, params: dict[str, str] | None = None) -> DeltaPage:
         """Follow `@odata.nextLink` pages to the `@odata.deltaLink`."""
         page = DeltaPage()
+        headers = SHARING_CHANGES if self.settings.sharepoint_permissions else None
         while True:
-            body = self.graph.get_json(url, params)
+            body = self.graph.get_json(url, params, extra_headers=headers)
             for item in body.get("value", []):
                 page.items.pop(item["id"], None)
                 page.items[item["id"]] = item
@@ -141,9 +144,26 @@ class SharePointSource:
                 deleted.append(self.item_uri(item_id))
                 continue
             documents.append(SourceDocument(doc_id=doc_id, source_uri=self.item_uri(item_id), location=self.location,
-                                            etag=str(item.get("cTag") or item.get("eTag") or "")))
+                                            etag=str(item.get("cTag") or item.get("eTag") or ""),
+                                            principals=self.principals(item_id)))
         cursor = json.dumps({"delta_link": page.delta_link, "folders": paths.folders()}, separators=(",", ":"))
         return Listing(location=self.location, documents=documents, deleted=deleted, complete=complete, cursor=cursor)
+
+    def principals(self, item_id: str) -> list[str]:
+        """Who may read the item, from its Graph permissions (inherited ones included); everyone who may read the
+        namespace when permissions are off (`PAGELENS_SHAREPOINT_PERMISSIONS=false`)."""
+        from pagelens.sources.permissions import EVERYONE, principals_of
+
+        if not self.settings.sharepoint_permissions:
+            return [EVERYONE]
+        permissions: list[dict[str, Any]] = []
+        url: str | None = f"drives/{self.drive}/items/{item_id}/permissions"
+        while url:
+            body = self.graph.get_json(url)
+            permissions += body.get("value", [])
+            url = body.get("@odata.nextLink")
+        tenant = self.settings.sharepoint_tenant_id or getattr(self.graph, "tenant_id", "")
+        return principals_of(permissions, self.site, tenant, self.settings.sharepoint_site_group_members)
 
     def load_cursor(self, cursor: str) -> tuple[str, dict[str, str]] | None:
         """The saved delta link and folder map, or None (list in full) if absent, unreadable or for another host."""
