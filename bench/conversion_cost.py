@@ -99,10 +99,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workdir", default="")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.workdir or None) as tmp:
+    with tempfile.TemporaryDirectory(dir=args.workdir or None, ignore_cleanup_errors=True) as tmp:
         work = Path(tmp)
         docs = _corpus(args, work)
         modes = conversion_modes(docs, work)
+        print(json.dumps(modes), flush=True)
         share = ingest_share(docs, work, args.batch_size)
     print(f"{modes['files']} files, {modes['pages']} PDF pages")
     print(f"conversion, one soffice per family: {modes['batched_s']:7.2f} s  ({modes['batched_s_per_page']:.3f} s/page)")
