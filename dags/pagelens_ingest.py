@@ -15,9 +15,10 @@ inbox `<data_dir>/inbox` into `default`, if that folder exists. Manual runs narr
 (etag), so an unchanged corpus costs a listing and one registry query per namespace; it cuts the changed
 documents into batches, each carrying its namespace. A namespace whose source cannot be listed is skipped
 so the others still land; `finish` then fails the run and names it (if none can be listed, `plan` fails
-and retries). `index_batch` (one mapped task per batch) fetches,
-parses, embeds and upserts a batch; a document that cannot be read is quarantined with its reason instead
-of failing the run. `finish` retires documents that left their source, flushes each namespace's index and
+and retries). Then two mapped tasks per batch: `parse_batch` (CPU) fetches, converts, parses, OCRs, chunks
+and redacts, keeping each document's chunks as an artifact in the content store; `encode_batch` embeds
+them, upserts and records the outcome. A document that cannot be read is quarantined with its reason
+instead of failing the run. `finish` retires documents that left their source, flushes each namespace's index and
 only then saves delta cursors (a failed run re-reads the same changes), and logs counts per namespace and
 for the run. Every step is idempotent: a retry or re-run converges.
 
@@ -34,10 +35,11 @@ event `pagelens://<namespace>` (through the alias `pagelens`) for each namespace
 the run's counts in its extra, so downstream DAGs can schedule on it (`dags/pagelens_downstream_example.py`).
 
 **Where the encode step runs** (`PAGELENS_EXECUTION`, read when this file is parsed): `local` runs
-`index_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
-(`python -m pagelens.pipeline.pod --manifest s3://…`), the batch handed over as a manifest that `plan`
-writes to `s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` (expire them with a
-bucket lifecycle rule). Both call the same `pagelens.pipeline.stages.index_batch`.
+`encode_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
+(`python -m pagelens.pipeline.pod --manifest s3://…`), the parsed batch handed over as a manifest that
+`parse_batch` writes to `s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` (expire
+them with a bucket lifecycle rule); the pod parses nothing. `pagelens_reindex__<namespace>` runs the same two
+steps (`pagelens.airflow.steps`).
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ from typing import Any
 from airflow.sdk import Param, dag, task
 
 from pagelens.airflow.assets import index_alias
+from pagelens.airflow.steps import parse_and_encode
 from pagelens.settings import Settings  # light (pydantic only)
 
 BATCH_SIZE = 8  # documents per mapped task: amortises model loading, bounds what a retry redoes
-MAX_PARALLEL_BATCHES = 16
 log = logging.getLogger("pagelens.dags.ingest")  # DagBag imports this file under a mangled module name
 SETTINGS = Settings()  # parse time: the execution mode and the pod spec come from here
 NAMESPACE_OR_EMPTY = r"^([A-Za-z][A-Za-z0-9_]{0,63})?$"  # pagelens.store.NAMESPACE, or empty
@@ -86,22 +88,9 @@ def pagelens_ingest() -> None:
         run = plan_run(run_targets(namespace, source, settings), settings, BATCH_SIZE)
         # Airflow maps only over a return value, so the batches are it and the rest travels as a named XCom.
         ti.xcom_push(key="namespaces", value=run.namespaces_dict())
-        if SETTINGS.execution == "kubernetes":  # the pods get their batch by reference
-            from pagelens.pipeline.batches import write_manifests
-
-            return write_manifests(run.manifests, settings, ti.dag_id, ti.run_id)
         return [m.to_dict() for m in run.manifests.values()]
 
-    # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
-    @task(max_active_tis_per_dagrun=1 if SETTINGS.is_lite else MAX_PARALLEL_BATCHES)
-    def index_batch(manifest: dict[str, Any]) -> dict[str, Any]:
-        from pagelens.airflow.hooks.milvus import task_settings
-        from pagelens.pipeline.batches import BatchManifest
-        from pagelens.pipeline.pod import index_manifest
-
-        return index_manifest(BatchManifest.from_dict(manifest, where="the batch"), task_settings())
-
-    # zero batches leaves index_batch skipped; finish must still run
+    # zero batches leaves the batch steps skipped; finish must still run
     @task(trigger_rule="none_failed", outlets=[index_alias()])
     def finish(indexed: list[dict[str, Any]], namespaces: dict[str, dict[str, Any]], ti: Any = None,
                outlet_events: Any = None) -> dict[str, Any]:
@@ -121,16 +110,7 @@ def pagelens_ingest() -> None:
         return summary
 
     planned = plan("{{ params.namespace }}", "{{ params.source }}")
-    if SETTINGS.execution == "kubernetes":
-        from pagelens.airflow.operators.encoder import EncoderPodOperator, check_pod_settings, encoder_pod_arguments
-
-        check_pod_settings(SETTINGS)
-        indexed = EncoderPodOperator.partial(
-            task_id="index_batch", max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES, **encoder_pod_arguments(SETTINGS),
-        ).expand(manifest=planned).output
-    else:
-        indexed = index_batch.expand(manifest=planned)
-    finish(indexed, planned["namespaces"])
+    finish(parse_and_encode(planned, SETTINGS), planned["namespaces"])
 
 
 pagelens_ingest()

@@ -4,7 +4,8 @@
 have nothing the incremental ingest has not indexed (trigger with `{"force": true}` to rebuild anyway), and
 always while another run of this namespace is still building a candidate.
 `prepare` lists every document of the namespace's sources and creates a new collection generation beside
-the live one; `index_batch` (mapped) fills it; `swap` evaluates it and the live generation on the
+the live one; `parse_batch` and `encode_batch` (mapped, the same two steps as `pagelens_ingest`, so in
+kubernetes mode encoding runs in GPU pods here too) fill it; `swap` evaluates it and the live generation on the
 namespace's gold questions and points the alias at it only if recall@5 drops by at most
 `PAGELENS_REINDEX_MAX_RECALL_DROP`; the previous generation stays for `pagelens rollback`. A failed gate
 fails `swap` with both figures (also in its `gate` XCom) and leaves the live generation serving; `abandon`
@@ -31,17 +32,20 @@ from typing import Any
 from airflow.sdk import DAG, Param, dag, task
 
 from pagelens.airflow.assets import index_alias
+from pagelens.airflow.steps import parse_and_encode
+from pagelens.settings import Settings  # light (pydantic only)
+from pagelens.store import validate_namespace
 
 BATCH_SIZE = 8  # documents per mapped task, as in pagelens_ingest
 log = logging.getLogger("pagelens.dags.reindex")  # DagBag imports this file under a mangled module name
 
 
-def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
+def reindex_dag(namespace: str, settings: Settings) -> DAG:
     """The reindex DAG of one namespace; every task reads that namespace's config from settings at run time."""
 
     @dag(
         dag_id=f"pagelens_reindex__{namespace}",
-        schedule=schedule,
+        schedule=settings.reindex_schedule,
         start_date=datetime(2025, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,  # two rebuilds of one namespace would drop each other's candidate
@@ -62,7 +66,7 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
             return rebuild
 
         @task
-        def prepare(ti: Any = None) -> list[list[dict[str, str]]]:
+        def prepare(ti: Any = None) -> list[dict[str, Any]]:
             from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import prepare_rebuild
 
@@ -70,17 +74,9 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
             ti.xcom_push(key="generation", value=generation)
             return planned  # Airflow maps only over a return value
 
-        # A Milvus Lite file is locked by the process that opens it: one batch at a time there.
-        @task(max_active_tis_per_dagrun=1 if embedded_store else 16)
-        def index_batch(batch: list[dict[str, str]], generation: str) -> list[dict[str, Any]]:
-            from pagelens.airflow.hooks.milvus import task_settings
-            from pagelens.pipeline import stages
-
-            return [r.to_dict() for r in stages.index_batch(batch, namespace, task_settings(), generation=generation)]
-
-        # zero documents leave index_batch skipped: the gate still decides
+        # zero documents leave the batch steps skipped: the gate still decides
         @task(trigger_rule="none_failed", outlets=[index_alias()])
-        def swap(indexed: list[list[dict[str, Any]]], generation: str, ti: Any = None,
+        def swap(indexed: list[dict[str, Any]], generation: str, ti: Any = None,
                  outlet_events: Any = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
@@ -88,7 +84,7 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
             from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import GateFailed, judge_and_swap
 
-            reports = [r for batch in indexed[:] for r in batch]  # one read, no probe past the end (an error log)
+            reports = [r for batch in indexed[:] for r in batch["documents"]]  # one read, no probe past the end
             try:
                 verdict = judge_and_swap(namespace, task_settings(), generation, reports)
             except GateFailed as exc:
@@ -105,7 +101,7 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
             abandon_rebuild(namespace, task_settings(), generation)
 
         prepared = prepare()
-        indexed = index_batch.partial(generation=prepared["generation"]).expand(batch=prepared)
+        indexed = parse_and_encode(prepared, settings)
         check() >> prepared
         indexed >> abandon(prepared["generation"])
         swap(indexed, prepared["generation"])
@@ -113,14 +109,6 @@ def reindex_dag(namespace: str, schedule: str, embedded_store: bool) -> DAG:
     return reindex()
 
 
-def _configured() -> tuple[list[str], str, bool]:
-    from pagelens.settings import Settings  # light (pydantic only)
-    from pagelens.store import validate_namespace
-
-    settings = Settings()
-    return [validate_namespace(ns) for ns in settings.namespaces], settings.reindex_schedule, settings.is_lite
-
-
-_namespaces, _schedule, _embedded = _configured()
-for _namespace in _namespaces:
-    globals()[f"pagelens_reindex__{_namespace}"] = reindex_dag(_namespace, _schedule, _embedded)
+SETTINGS = Settings()  # parse time: the namespaces, the schedule, the execution mode and the pod spec
+for _namespace in SETTINGS.namespaces:
+    globals()[f"pagelens_reindex__{_namespace}"] = reindex_dag(validate_namespace(_namespace), SETTINGS)

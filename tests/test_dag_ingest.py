@@ -82,7 +82,7 @@ def first(env: Env) -> tuple[dict[str, str], dict[str, Any]]:
 
 def test_first_run_indexes_good_documents_and_quarantines_broken(env: Env, first) -> None:
     states, summary = first
-    assert states == {"plan": "success", "index_batch[0]": "success", "finish": "success"}
+    assert states == {"plan": "success", "parse_batch[0]": "success", "encode_batch[0]": "success", "finish": "success"}
     assert (summary["indexed"], summary["quarantined"], summary["skipped"], summary["deleted"]) == (2, 1, 0, 0)
     assert summary["namespaces"] == {NS: {"indexed": 2, "skipped": 0, "quarantined": 1, "deleted": 0}}
     rows = records(env)
@@ -109,7 +109,7 @@ def test_only_the_run_namespace_has_rows(env: Env, first) -> None:
 
 def test_empty_source_skips_indexing_and_still_finishes(env: Env, first, tmp_path: Path) -> None:
     states, summary = run(env, {"namespace": "empty", "source": str(tmp_path)})
-    assert states == {"plan": "success", "index_batch": "skipped", "finish": "success"}
+    assert states == {"plan": "success", "parse_batch": "skipped", "encode_batch": "skipped", "finish": "success"}
     assert summary == {**ZERO, "namespaces": {"empty": ZERO}, "documents": []}
     assert records(env, "empty") == {}
 
@@ -147,7 +147,7 @@ def test_scheduled_run_fills_each_configured_namespace_from_its_own_sources(
     # What the hourly schedule runs: the params' defaults (given explicitly: in-process `dag.test()` runs keep
     # the previous run's conf in the DAG's Param objects).
     states, summary = run(env, {"namespace": "", "source": ""})
-    assert states == {"plan": "success", "finish": "success", **{f"index_batch[{i}]": "success" for i in range(4)}}
+    assert states == {"plan": "success", "finish": "success", **{f"{step}_batch[{i}]": "success" for i in range(4) for step in ("parse", "encode")}}
     assert summary["namespaces"] == {"legal": {**ZERO, "indexed": 9}, "sales": {**ZERO, "indexed": 9}}
     for namespace, other in (("legal", "sales"), ("sales", "legal")):
         assert set(records(env, namespace)) == {f"{namespace}-{n}.pdf" for n in range(9)}
@@ -159,6 +159,6 @@ def test_scheduled_run_fills_each_configured_namespace_from_its_own_sources(
 
     (folders["sales"] / "sales-0.pdf").unlink()
     states, summary = run(env, {"namespace": "sales", "source": ""})  # a manual run of one configured namespace
-    assert states == {"plan": "success", "index_batch": "skipped", "finish": "success"}
+    assert states == {"plan": "success", "parse_batch": "skipped", "encode_batch": "skipped", "finish": "success"}
     assert summary["namespaces"] == {"sales": {**ZERO, "skipped": 8, "deleted": 1}}
     assert store(env, "sales").count("sales-0.pdf") == 0 and store(env, "legal").count() > 0

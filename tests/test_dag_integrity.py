@@ -35,8 +35,8 @@ def test_ingest_dag_shape(dagbag) -> None:
     assert {"namespace", "source"} <= set(dag.params)
     assert dag.params["namespace"] == dag.params["source"] == ""
     assert dag.max_active_runs == 1 and not dag.catchup
-    assert set(dag.task_ids) == {"plan", "index_batch", "finish"}
-    assert dag.get_task("index_batch").is_mapped
-    # A source with nothing new maps index_batch over zero batches (skipped): finish must still run.
+    assert set(dag.task_ids) == {"plan", "parse_batch", "encode_batch", "finish"}
+    assert dag.get_task("parse_batch").is_mapped and dag.get_task("encode_batch").is_mapped
+    # A source with nothing new maps the batch steps over zero batches (skipped): finish must still run.
     assert dag.get_task("finish").trigger_rule == "none_failed"
-    assert dag.get_task("finish").upstream_task_ids == {"plan", "index_batch"}
+    assert dag.get_task("finish").upstream_task_ids == {"plan", "encode_batch"}

@@ -81,7 +81,7 @@ def test_one_reindex_dag_per_configured_namespace(env: Env) -> None:
     dag = reindex_dags["pagelens_reindex__finance"]
     assert dag.params["force"] is False and "finance" in dag.tags
     assert dag.max_active_runs == 1 and not dag.catchup and dag.schedule == "0 2 * * *"
-    assert dag.get_task("index_batch").is_mapped
+    assert dag.get_task("parse_batch").is_mapped and dag.get_task("encode_batch").is_mapped
     assert dag.get_task("prepare").upstream_task_ids == {"check"}
     assert dag.get_task("swap").trigger_rule == "none_failed"
     assert dag.get_task("abandon").trigger_rule == "one_failed"
@@ -112,7 +112,7 @@ def test_first_rebuild_goes_live_and_fills_the_registry(env: Env) -> None:
 def test_unchanged_namespace_short_circuits(env: Env) -> None:
     run = reindex(env)
     assert run.state == "success"
-    assert run.tasks == {"check": "success", "prepare": "skipped", "index_batch": "skipped", "swap": "skipped",
+    assert run.tasks == {"check": "success", "prepare": "skipped", "parse_batch": "skipped", "encode_batch": "skipped", "swap": "skipped",
                          "abandon": "skipped"}
     assert env.store().generations() == ["pagelens__finance_v1"]
 

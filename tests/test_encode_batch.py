@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from pagelens.pipeline.batches import BatchManifest, InvalidManifest, read_manifest, write_manifests
-from pagelens.pipeline.pod import ModelMismatch, index_manifest
+from pagelens.pipeline.batches import BatchManifest, InvalidManifest, ParsedBatch, read_manifest, write_manifests
+from pagelens.pipeline.handoff import ArtifactMissing
+from pagelens.pipeline.pod import ModelMismatch, encode_manifest, parse_manifest
 from pagelens.settings import Settings
 from pagelens.sources.local import LocalSource
 from tests.test_source_s3 import aws_env
@@ -48,11 +49,14 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def encode(manifest: str, data_dir: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    """Run the pod's entrypoint where Airflow cannot be imported, as in the encoder image."""
+def encode(manifest: str, data_dir: Path, endpoint: str, *extra: str,
+           blocked: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the pod's entrypoint where Airflow (and the `blocked` packages) cannot be imported, as in the encoder
+    image."""
     no_airflow = data_dir / "no-airflow"
-    (no_airflow / "airflow").mkdir(parents=True, exist_ok=True)
-    (no_airflow / "airflow" / "__init__.py").write_text('raise ImportError("Airflow is not in the encoder image")\n')
+    for package in ("airflow", *blocked):
+        (no_airflow / package).mkdir(parents=True, exist_ok=True)
+        (no_airflow / package / "__init__.py").write_text(f'raise ImportError("{package} is not for the pod")\n')
     env = {**os.environ, "PAGELENS_DATA_DIR": str(data_dir), **aws_env(endpoint),
            "PYTHONPATH": os.pathsep.join([str(no_airflow), str(REPO / "plugins")]),
            "OMP_THREAD_LIMIT": "1", "HF_HUB_OFFLINE": "1"}
@@ -68,17 +72,20 @@ def sample_manifest(sample_docs: Path, settings: Settings) -> BatchManifest:
 
 
 @pytest.mark.integration
-def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_endpoint: str, sample_docs: Path, tmp_path: Path) -> None:
+def test_the_pod_encodes_a_batch_the_worker_parsed_without_opening_a_pdf(s3_endpoint: str, sample_docs: Path,
+                                                                         tmp_path: Path) -> None:
     from pagelens.registry import Registry
     from pagelens.store import VectorStore
 
-    settings = Settings(data_dir=tmp_path / "data")
-    (uri,) = write_manifests({f"{NS}-0000": sample_manifest(sample_docs, settings)}, settings.model_copy(
-        update={"manifest_bucket": BUCKET}), "pagelens_ingest", "manual__2025-01-01T00:00:00+00:00")
+    settings = Settings(data_dir=tmp_path / "data", manifest_bucket=BUCKET)
+    parsed = parse_manifest(sample_manifest(sample_docs, settings), settings)  # the parse task, on the worker
+    assert [next(iter(i)) for i in parsed.items] == ["parsed", "parsed"]
+    (uri,) = write_manifests({f"{NS}-0000": parsed}, settings, "pagelens_ingest", "manual__2025-01-01T00:00:00+00:00")
     assert uri == f"s3://{BUCKET}/pagelens/manifests/pagelens_ingest/manual__2025-01-01T00:00:00+00:00/{NS}-0000.json"
 
     reports_file = tmp_path / "xcom" / "return.json"
-    result = encode(uri, settings.data_dir, s3_endpoint, "--reports", str(reports_file))
+    result = encode(uri, settings.data_dir, s3_endpoint, "--reports", str(reports_file),
+                    blocked=("pdfplumber", "pytesseract", "pikepdf"))  # no PDF parsing, no OCR in the pod
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Batch done: 2 indexed, 0 skipped, 0 quarantined, 0 deleted" in result.stdout + result.stderr, result.stdout
 
@@ -86,6 +93,8 @@ def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_endpoint: str, sample_docs
     assert reports["namespace"] == NS and reports["generation"] is None
     chunks = {r["doc"]: r["chunks"] for r in reports["documents"] if r["status"] == "indexed"}
     assert set(chunks) == {"acme_annual_report.pdf", "warehouse_inspection_scan.png"}
+    scan = next(r for r in reports["documents"] if r["doc"] == "warehouse_inspection_scan.png")
+    assert scan["ocr_pages"] == 1  # the parse side's figures travel with the batch
     store, registry = VectorStore(settings, NS), Registry(settings.registry_url)  # the pod has exited: the file is free
     store.ensure_loaded()
     for doc, count in chunks.items():
@@ -93,11 +102,44 @@ def test_pod_entrypoint_indexes_a_manifest_from_s3(s3_endpoint: str, sample_docs
         assert registry.get(NS, doc).status == "indexed"
 
 
+def test_a_rebuild_embeds_from_the_artifacts_without_parsing_again(sample_docs: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pagelens.pipeline import stages
+
+    settings = Settings(data_dir=tmp_path / "data", parse_workers=1)
+    first = parse_manifest(sample_manifest(sample_docs, settings), settings)
+    parsed_docs: list[list[str]] = []
+    real_pool = stages.ParsePool
+
+    def recording_pool(docs: list[Any], pool_settings: Settings) -> Any:
+        parsed_docs.append([d.doc_id for d in docs])
+        return real_pool(docs, pool_settings)
+
+    monkeypatch.setattr(stages, "ParsePool", recording_pool)
+    manifest = sample_manifest(sample_docs, settings)
+    from pagelens.store import VectorStore
+
+    manifest.generation = VectorStore(settings, NS).create_generation()  # a rebuild: nothing is skipped as current
+    again = parse_manifest(manifest, settings)
+    assert parsed_docs == [[]]  # both documents came from their artifacts
+    assert [i["parsed"]["stats"] for i in again.items] == [i["parsed"]["stats"] for i in first.items]
+    reports = encode_manifest(again, settings)["documents"]
+    assert {r["status"] for r in reports} == {"indexed"} and all(r["chunks"] > 0 for r in reports)
+
+
+def test_a_parsed_batch_whose_artifact_is_gone_says_to_parse_again(sample_docs: Path, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", parse_workers=1)
+    parsed = parse_manifest(sample_manifest(sample_docs, settings), settings)
+    other = settings.model_copy(update={"chunk_chars": settings.chunk_chars + 100})  # another parse fingerprint
+    with pytest.raises(ArtifactMissing, match="clear the batch's parse task"):
+        encode_manifest(parsed, other)
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize(("content", "reason"), [
     (None, "no manifest at s3://"),
     ("not json", "is not JSON"),
-    (json.dumps({"namespace": "no such/ns", "documents": []}), "invalid namespace 'no such/ns'"),
+    (json.dumps({"namespace": "no such/ns", "items": []}), "invalid namespace 'no such/ns'"),
 ])
 def test_bad_manifest_exits_2_with_one_line(s3_endpoint: str, tmp_path: Path, content: str | None,
                                             reason: str) -> None:
@@ -137,6 +179,19 @@ def test_manifest_file_round_trip_and_validation(tmp_path: Path) -> None:
 
 
 def test_encoder_with_other_models_refuses_the_batch(tmp_path: Path) -> None:
-    manifest = BatchManifest("hr", [], None, "all-MiniLM-L6-v2+clip:clip-vit-base-patch32+parse1+chunk1")
+    other = "all-MiniLM-L6-v2+clip:clip-vit-base-patch32+parse1+chunk1"
     with pytest.raises(ModelMismatch, match="same PAGELENS_TEXT_MODEL/PAGELENS_CLIP_MODEL"):
-        index_manifest(manifest, Settings(data_dir=tmp_path))
+        encode_manifest(ParsedBatch("hr", None, other), Settings(data_dir=tmp_path))
+    with pytest.raises(ModelMismatch):
+        parse_manifest(BatchManifest("hr", [], None, other), Settings(data_dir=tmp_path))
+
+
+def test_parsed_batch_validation() -> None:
+    bad: list[tuple[Any, str]] = [
+        ({"namespace": "hr", "documents": []}, "with 'namespace' and 'items'"),
+        ({"namespace": "hr", "items": [{"other": 1}]}, "'parsed' or 'report'"),
+        ({"namespace": "hr", "items": [{"parsed": {"doc": {"doc": "a"}}}]}, "not a parsed document or a report"),
+    ]
+    for data, message in bad:
+        with pytest.raises(InvalidManifest, match=message):
+            ParsedBatch.from_dict(data)

@@ -1,4 +1,4 @@
-"""The encoder pod the ingest DAG launches with PAGELENS_EXECUTION=kubernetes, rendered without a cluster."""
+"""The encoder pods both indexing DAGs launch with PAGELENS_EXECUTION=kubernetes, rendered without a cluster."""
 
 from __future__ import annotations
 
@@ -35,13 +35,15 @@ PRODUCTION = {
     "PAGELENS_ENCODER_NODE_SELECTOR": '{"cloud.google.com/gke-accelerator": "nvidia-l4"}',
     "PAGELENS_CLIP_MODEL": "/models/clip",
     "PAGELENS_COLLECTION": "docs",
+    "PAGELENS_CONTENT_STORE": "s3://pagelens-content/indexed",
+    "PAGELENS_NAMESPACES": '{"finance": {"sources": ["s3://finance-docs/reports"]}}',
     **SECRETS,
 }
 
 
 @pytest.fixture(scope="module")
-def ingest_dag(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The DAG as parsed in production; the environment is restored at once (the pod spec is fixed at parse)."""
+def dags(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The DAGs as parsed in production; the environment is restored at once (the pod spec is fixed at parse)."""
     from airflow.dag_processing.dagbag import DagBag
 
     with pytest.MonkeyPatch.context() as mp:
@@ -50,7 +52,12 @@ def ingest_dag(tmp_path_factory: pytest.TempPathFactory) -> Any:
             mp.setenv(name, value)
         bag = DagBag(dag_folder=DAGS_DIR)
     assert bag.import_errors == {}
-    return bag.dags["pagelens_ingest"]
+    return bag.dags
+
+
+@pytest.fixture(scope="module")
+def ingest_dag(dags: dict[str, Any]) -> Any:
+    return dags["pagelens_ingest"]
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +65,30 @@ def pod(ingest_dag: Any) -> dict[str, Any]:
     """One pod of the mapped encode step, as the Kubernetes API would receive it."""
     from kubernetes.client import ApiClient
 
-    operator = ingest_dag.get_task("index_batch").unmap({"manifest": MANIFEST})
+    operator = ingest_dag.get_task("encode_batch").unmap({"manifest": MANIFEST})
     return ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(dry_run=True))
 
 
 def test_kubernetes_mode_maps_encoder_pods_between_plan_and_finish(ingest_dag: Any) -> None:
-    task = ingest_dag.get_task("index_batch")
+    task = ingest_dag.get_task("encode_batch")
     assert task.is_mapped and task.operator_class is EncoderPodOperator
     assert task.retries >= 1 and task.partial_kwargs["do_xcom_push"] and task.partial_kwargs["get_logs"]
-    assert ingest_dag.get_task("finish").upstream_task_ids == {"plan", "index_batch"}
+    assert ingest_dag.get_task("finish").upstream_task_ids == {"plan", "encode_batch"}
+
+
+@pytest.mark.parametrize("dag_id", ["pagelens_ingest", "pagelens_reindex__finance"])
+def test_both_dags_parse_on_the_worker_and_encode_in_the_same_gpu_pod(dags: dict[str, Any], pod: dict[str, Any],
+                                                                      dag_id: str) -> None:
+    """One factory builds both DAGs' batch steps: parsing stays on Airflow's CPUs, the GPU pod only encodes."""
+    from kubernetes.client import ApiClient
+
+    dag = dags[dag_id]
+    parse, encode = dag.get_task("parse_batch"), dag.get_task("encode_batch")
+    assert parse.is_mapped and parse.operator_class is not EncoderPodOperator  # a Python task on the worker
+    assert encode.operator_class is EncoderPodOperator and encode.upstream_task_ids == {"parse_batch"}
+    rendered = ApiClient().sanitize_for_serialization(
+        encode.unmap({"manifest": MANIFEST}).build_pod_request_obj(dry_run=True))
+    assert rendered["spec"]["containers"] == pod["spec"]["containers"]
 
 
 def test_pod_runs_the_encoder_on_a_gpu_node(pod: dict[str, Any]) -> None:
@@ -108,7 +130,7 @@ def test_registry_url_without_password_is_passed_on() -> None:
 def test_template_fields_cover_the_manifest_and_the_pod_spec() -> None:
     assert {"manifest", "arguments", "image", "env_vars", "env_from", "node_selector", "container_resources",
             "namespace", "labels"} <= set(EncoderPodOperator.template_fields)
-    operator = EncoderPodOperator(task_id="index_batch", manifest="s3://m/{{ run_id }}/hr-0000.json",
+    operator = EncoderPodOperator(task_id="encode_batch", manifest="s3://m/{{ run_id }}/hr-0000.json",
                                   **encoder_pod_arguments(Settings()))
     operator.render_template_fields({"run_id": "scheduled__2025"})
     assert operator.manifest == "s3://m/scheduled__2025/hr-0000.json"
@@ -125,10 +147,10 @@ def test_render_encoder_pod_for_the_deployment_manifests() -> None:
 
 
 def test_pods_are_refused_settings_that_write_where_nobody_reads(tmp_path: Path) -> None:
-    with pytest.raises(EncoderSettingsError, match=r"Milvus Lite file.*SQLite.*MANIFEST_BUCKET is empty"):
+    with pytest.raises(EncoderSettingsError, match=r"Milvus Lite file.*SQLite.*MANIFEST_BUCKET is empty.*CONTENT_STORE"):
         check_pod_settings(Settings(data_dir=tmp_path))
     check_pod_settings(Settings(milvus_uri="http://milvus:19530", registry_url="postgresql+psycopg://r@db/p",
-                                manifest_bucket="b"))
+                                manifest_bucket="b", content_store="s3://c/indexed"))
 
 
 @pytest.mark.parametrize(("quantity", "cores"), [("4", 4), ("3500m", 3), ("0.5", 1), ("250m", 1)])

@@ -1,6 +1,6 @@
 """Blue-green rebuild of one namespace: a new generation beside the live one, judged on the gold set, then swapped.
 
-The stages (`rebuild_decision` → `prepare_rebuild` → `index_batch(..., generation=new)` per batch →
+The stages (`rebuild_decision` → `prepare_rebuild` → parse and encode per batch into the new generation →
 `judge_and_swap`, or `abandon_rebuild` when a batch failed) are what `dags/pagelens_reindex.py` maps over
 tasks. The registry describes the live index, so it is written only after a swap, from the rebuild's reports.
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pagelens.embed import model_version
+from pagelens.pipeline.batches import BatchManifest
 from pagelens.pipeline.stages import batches, list_sources, plan_ingest
 from pagelens.records import DocumentReport
 from pagelens.registry import DocumentRecord, Registry
@@ -123,8 +124,9 @@ def _still_quarantined(row: DocumentRecord | None, etag: str, version: str) -> b
     return bool(row and etag and row.status == "quarantined" and row.etag == etag and row.model_version == version)
 
 
-def prepare_rebuild(namespace: str, settings: Settings, batch_size: int) -> tuple[str, list[list[dict[str, str]]]]:
-    """List every document of the namespace's sources in full and create the generation they will fill."""
+def prepare_rebuild(namespace: str, settings: Settings, batch_size: int) -> tuple[str, list[dict[str, Any]]]:
+    """List every document of the namespace's sources in full and create the generation they will fill; the
+    batches come as `BatchManifest` dicts for the parse and encode steps."""
     config = namespace_config(namespace, settings)
     listings = [open_source(location, settings).list_documents() for location in config.sources]  # no cursor: all
     store = VectorStore(settings, namespace)
@@ -137,7 +139,9 @@ def prepare_rebuild(namespace: str, settings: Settings, batch_size: int) -> tupl
     documents = [doc for listing in listings for doc in listing.documents]
     log.info("Rebuilding %s into %s: %d documents from %d sources", namespace, generation, len(documents),
              len(listings))
-    return generation, batches(documents, batch_size)
+    version = model_version(settings)
+    return generation, [BatchManifest(namespace, batch, generation, version).to_dict()
+                        for batch in batches(documents, batch_size)]
 
 
 def newer_than_live(store: VectorStore) -> list[str]:

@@ -1,6 +1,7 @@
-"""Batch manifests: the documents one encode step indexes, passed by value (local task) or by S3 key (GPU pod).
+"""Batch manifests: `BatchManifest` (the documents the plan gives one parse task) and `ParsedBatch` (what that
+parse task hands its encode task), passed by value (XCom, local tasks) or by S3 key (pods).
 
-In Kubernetes mode the plan task writes each batch's manifest to
+In Kubernetes mode each parse task writes its parsed batch to
 `s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` and the encoder pod is given only
 that URI, so neither document lists nor credentials travel in the pod spec. Manifests are not deleted: a
 cleared task re-reads its batch; expire them with a bucket lifecycle rule.
@@ -11,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pagelens.records import DocumentReport
 from pagelens.sources import SourceDocument
 from pagelens.store import InvalidNamespace, validate_namespace
 
@@ -43,22 +45,74 @@ class BatchManifest:
     @classmethod
     def from_dict(cls, data: Any, where: str = "the manifest") -> BatchManifest:
         """Validate what a manifest file or XCom holds; `InvalidManifest` says what is wrong with it."""
-        if not isinstance(data, dict) or not {"namespace", "documents"} <= data.keys():
-            raise InvalidManifest(f"{where} is not a JSON object with 'namespace' and 'documents'")
-        try:
-            namespace = validate_namespace(data["namespace"] if isinstance(data["namespace"], str) else "")
-        except InvalidNamespace as exc:
-            raise InvalidManifest(f"{where}: {exc}") from exc
-        documents, generation = data["documents"], data.get("generation")
+        namespace, generation = _header(data, "documents", where)
+        documents = data["documents"]
         if not isinstance(documents, list) or not all(isinstance(d, dict) for d in documents):
             raise InvalidManifest(f"{where}: 'documents' must be a list of objects")
         try:
             documents = [SourceDocument(**d).to_dict() for d in documents]
         except TypeError as exc:
             raise InvalidManifest(f"{where}: a document is not a listed source document ({exc})") from exc
-        if generation is not None and not isinstance(generation, str):
-            raise InvalidManifest(f"{where}: 'generation' must be a collection name or null")
         return cls(namespace, documents, generation, str(data.get("model_version") or ""))
+
+
+@dataclass
+class ParsedBatch:
+    """What the parse stage hands the encode stage for one batch: per document either its parsed artifact's
+    handoff (`{"parsed": {"doc", "stats", "seconds"}}`) or its final report (`{"report": {...}}`: skipped,
+    quarantined, deleted), in the batch's order."""
+
+    namespace: str
+    generation: str | None = None
+    model_version: str = ""  # the parse side's models; an encoder with other models refuses the batch
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, outcome: Any) -> None:
+        from pagelens.pipeline.handoff import Parsed
+
+        self.items.append({"parsed": outcome.handoff()} if isinstance(outcome, Parsed)
+                          else {"report": outcome.to_dict()})
+
+    def outcomes(self, settings: Settings) -> Iterator[Any]:
+        """Each item as the encode stage takes it: a `Parsed` read from the content store, or a report."""
+        from pagelens.pipeline.handoff import from_handoff
+
+        for item in self.items:
+            yield from_handoff(item["parsed"], settings) if "parsed" in item else DocumentReport(**item["report"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "the parsed batch") -> ParsedBatch:
+        namespace, generation = _header(data, "items", where)
+        items = data["items"]
+        if not isinstance(items, list) or not all(isinstance(i, dict) and len(i.keys() & {"parsed", "report"}) == 1
+                                                  for i in items):
+            raise InvalidManifest(f"{where}: 'items' must be a list of objects with 'parsed' or 'report'")
+        try:
+            for item in items:
+                if "parsed" in item:
+                    SourceDocument(**item["parsed"]["doc"])
+                else:
+                    DocumentReport(**item["report"])
+        except (TypeError, KeyError) as exc:
+            raise InvalidManifest(f"{where}: an item is not a parsed document or a report ({exc})") from exc
+        return cls(namespace, generation, str(data.get("model_version") or ""), items)
+
+
+def _header(data: Any, body: str, where: str) -> tuple[str, str | None]:
+    """The namespace and generation every manifest carries, validated."""
+    if not isinstance(data, dict) or not {"namespace", body} <= data.keys():
+        raise InvalidManifest(f"{where} is not a JSON object with 'namespace' and '{body}'")
+    try:
+        namespace = validate_namespace(data["namespace"] if isinstance(data["namespace"], str) else "")
+    except InvalidNamespace as exc:
+        raise InvalidManifest(f"{where}: {exc}") from exc
+    generation = data.get("generation")
+    if generation is not None and not isinstance(generation, str):
+        raise InvalidManifest(f"{where}: 'generation' must be a collection name or null")
+    return namespace, generation
 
 
 def manifest_uri(settings: Settings, dag_id: str, run_id: str, batch: str) -> str:
@@ -66,7 +120,8 @@ def manifest_uri(settings: Settings, dag_id: str, run_id: str, batch: str) -> st
     return f"s3://{settings.manifest_bucket}/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
-def write_manifests(manifests: dict[str, BatchManifest], settings: Settings, dag_id: str, run_id: str) -> list[str]:
+def write_manifests(manifests: dict[str, BatchManifest] | dict[str, ParsedBatch], settings: Settings, dag_id: str,
+                    run_id: str) -> list[str]:
     """Write each batch (name -> manifest) to S3 (`clients.s3_client`); returns the URIs."""
     if not manifests:
         return []
@@ -87,8 +142,8 @@ def write_manifests(manifests: dict[str, BatchManifest], settings: Settings, dag
     return uris
 
 
-def read_manifest(uri: str, settings: Settings) -> BatchManifest:
-    """The manifest at `s3://bucket/key` (read with the connection `aws_conn_id`), `file:///path` or a path."""
+def read_manifest(uri: str, settings: Settings, kind: type[Any] = BatchManifest) -> Any:
+    """The manifest (`kind`: `BatchManifest` or `ParsedBatch`) at `s3://bucket/key`, `file:///path` or a path."""
     if uri.startswith("s3://"):
         from pagelens.sources.clients import s3_client
         from pagelens.sources.s3 import split_s3_uri
@@ -107,7 +162,7 @@ def read_manifest(uri: str, settings: Settings) -> BatchManifest:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidManifest(f"{uri} is not JSON ({exc})") from exc
-    return BatchManifest.from_dict(data, where=uri)
+    return kind.from_dict(data, where=uri)
 
 
 @contextmanager

@@ -1,9 +1,10 @@
-"""The encode step of one batch: `index_manifest` (local task and pod alike) and the GPU pod's entrypoint.
+"""The two steps of one batch as tasks run them (`parse_manifest`, `encode_manifest`), and the GPU pod's entrypoint.
 
     python -m pagelens.pipeline.pod --manifest s3://bucket/key.json | file:///path.json [--reports PATH]
 
-Reads the manifest (S3 through the Airflow connection `PAGELENS_AWS_CONN_ID`, or a local file), runs
-`pagelens.pipeline.stages.index_batch` on it and writes the per-document reports as JSON to `--reports`; by default
+The pod encodes: it reads a parsed batch (S3 with boto3's own configuration, or a local file), embeds each
+document from its artifact in the content store (`pagelens.pipeline.stages.encode_batch`: no PDF parsing, no
+OCR) and writes the per-document reports as JSON to `--reports`; by default
 to `/airflow/xcom/return.json` when that folder exists (the KubernetesPodOperator's XCom sidecar volume),
 so the DAG's `finish` gets them exactly as from the local task. A document that cannot be read is
 quarantined and does not fail the batch. Exit codes: 0 done; 2 the manifest is missing or invalid, or the
@@ -23,8 +24,9 @@ from typing import Any
 
 from pagelens.embed import model_version
 from pagelens.errors import RegistrySchemaError, StoreUnavailable
-from pagelens.pipeline.batches import BatchManifest, InvalidManifest, ManifestUnavailable, read_manifest
-from pagelens.pipeline.stages import index_batch
+from pagelens.pipeline.batches import BatchManifest, InvalidManifest, ManifestUnavailable, ParsedBatch, read_manifest
+from pagelens.pipeline.handoff import ArtifactMissing
+from pagelens.pipeline.stages import encode_batch, parse_batch
 from pagelens.settings import Settings
 from pagelens.sources import SourceError
 from pagelens.tracing import configure_tracing, flush_tracing
@@ -32,21 +34,31 @@ from pagelens.tracing import configure_tracing, flush_tracing
 log = logging.getLogger("pagelens.pipeline.pod")
 XCOM_RETURN = Path("/airflow/xcom/return.json")  # read back by the KubernetesPodOperator's sidecar
 TERMINATION_LOG = Path("/dev/termination-log")  # Kubernetes shows it as the container's termination message
-RETRIABLE = (ManifestUnavailable, SourceError, StoreUnavailable, RegistrySchemaError, OSError)
+RETRIABLE = (ManifestUnavailable, SourceError, StoreUnavailable, RegistrySchemaError, ArtifactMissing, OSError)
 
 
 class ModelMismatch(InvalidManifest):
     """The encoder would index with other models than the plan assumed: every later run would re-index all."""
 
 
-def index_manifest(manifest: BatchManifest, settings: Settings) -> dict[str, Any]:
-    """Index one batch; the result is what the DAG's `finish` counts (the same from the task and the pod)."""
-    if manifest.model_version and manifest.model_version != (ours := model_version(settings)):
-        raise ModelMismatch(f"this encoder indexes with {ours} but the batch was planned for {manifest.model_version}: "
-                            "give encoder pods the same PAGELENS_TEXT_MODEL/PAGELENS_CLIP_MODEL as the Airflow workers")
-    reports = index_batch(manifest.documents, manifest.namespace, settings, generation=manifest.generation)
-    return {"namespace": manifest.namespace, "generation": manifest.generation,
-            "documents": [r.to_dict() for r in reports]}
+def parse_manifest(manifest: BatchManifest, settings: Settings) -> ParsedBatch:
+    """Parse one planned batch (CPU): its documents become artifacts, named in the parsed batch."""
+    check_models(manifest.model_version, settings)
+    return parse_batch(manifest.documents, manifest.namespace, settings, generation=manifest.generation)
+
+
+def encode_manifest(parsed: ParsedBatch, settings: Settings) -> dict[str, Any]:
+    """Encode one parsed batch; the result is what the DAG's last task counts (the same from the task and the pod)."""
+    check_models(parsed.model_version, settings)
+    reports = encode_batch(parsed, settings)
+    return {"namespace": parsed.namespace, "generation": parsed.generation, "documents": [r.to_dict() for r in reports]}
+
+
+def check_models(planned: str, settings: Settings) -> None:
+    """Refuse a batch planned for other models: the registry would call every document stale on the next run."""
+    if planned and planned != (ours := model_version(settings)):
+        raise ModelMismatch(f"this encoder indexes with {ours} but the batch was planned for {planned}: give encoder "
+                            "pods the same PAGELENS_TEXT_MODEL/PAGELENS_CLIP_MODEL as the Airflow workers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     configure_tracing(settings)
     try:
-        manifest = read_manifest(args.manifest, settings)
-        log.info("Batch %s: %d documents into namespace %s%s", args.manifest, len(manifest.documents),
-                 manifest.namespace, f" (generation {manifest.generation})" if manifest.generation else "")
-        result = index_manifest(manifest, settings)
+        parsed = read_manifest(args.manifest, settings, ParsedBatch)
+        log.info("Batch %s: %d documents into namespace %s%s", args.manifest, len(parsed.items),
+                 parsed.namespace, f" (generation {parsed.generation})" if parsed.generation else "")
+        result = encode_manifest(parsed, settings)
         _write_reports(result, args.reports)
     except InvalidManifest as exc:
         return _fail(f"bad manifest {args.manifest}: {exc}", 2, args.termination_log)
@@ -77,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pagelens.pipeline.pod", description="Index one batch manifest.")
-    parser.add_argument("--manifest", required=True, help="s3://bucket/key.json, file:///path.json or a path")
+    parser = argparse.ArgumentParser(prog="python -m pagelens.pipeline.pod", description="Encode one parsed batch.")
+    parser.add_argument("--manifest", required=True, help="the parsed batch: s3://bucket/key.json, file:///path.json or a path")
     parser.add_argument("--reports", type=Path, default=None,
                         help=f"where the reports JSON goes (default: {XCOM_RETURN} when its folder exists)")
     parser.add_argument("--termination-log", type=Path, default=TERMINATION_LOG, help=argparse.SUPPRESS)

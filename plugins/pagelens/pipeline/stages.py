@@ -1,7 +1,9 @@
-"""The ingestion stages: list sources, plan against the registry, index batches, retire removed documents.
+"""The ingestion stages: list sources, plan against the registry, parse and encode batches, retire removed documents.
 
-`index_batch` is the one function that does the work in every mode: the CLI, the local Airflow task and
-the GPU encoder pod all call it.
+A batch goes through two stages with a durable handoff between them (`pipeline.handoff`): `parse_batch` (CPU:
+fetch, convert, parse, OCR, chunk, redact) keeps each document's chunks as an artifact in the content store, and
+`encode_batch` (a GPU pod or the worker: embed, upsert, stale deletes, registry) reads them back. Both DAGs run
+exactly these two functions per batch; the CLI and the eval run both in one process (`index_batch`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from pagelens.jobmetrics import push_ingest_run
 from pagelens.names import printable
 from pagelens.parsing.pool import ParsePool
 from pagelens.parsing.renditions import Renditions, keep_rendition, make_renditions
+from pagelens.pipeline import handoff
+from pagelens.pipeline.batches import ParsedBatch
+from pagelens.pipeline.handoff import Parsed
 from pagelens.pipeline.permissions import PERMISSIONS_CHANGED, apply_permissions, permissions_changed
 from pagelens.records import Chunk, DocumentReport, Page
 from pagelens.redact import blur_faces, redact_text
@@ -99,71 +104,102 @@ def batches(documents: list[SourceDocument], size: int) -> list[list[dict[str, s
     return [[d.to_dict() for d in documents[i:i + size]] for i in range(0, len(documents), size)]
 
 
+Outcome = Parsed | DocumentReport  # a document ready to encode, or the final word on it (skipped, quarantined...)
+
+
 def index_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str, settings: Settings,
                 on_document: Callable[[DocumentReport], None] | None = None,
                 generation: str | None = None) -> list[DocumentReport]:
-    """Fetch, parse, chunk, redact, embed and upsert each document; a bad one is quarantined, the rest go on.
+    """Both stages of one batch in one process (the CLI, the eval): documents are written as they come out of
+    the parse workers, which run ahead. A bad document is quarantined, the rest go on.
 
     `generation` writes into that collection generation instead of the live index (a rebuild); the registry
     is then left alone, since it describes the live index: the rebuild records the reports once it swaps.
     """
-    store, registry = VectorStore(settings, namespace, generation), Registry(settings.registry_url)
-    store.ensure_collection()
-    record = generation is None
+    writer, reports = Writer(namespace, settings, generation), []
     docs = [item if isinstance(item, SourceDocument) else SourceDocument(**item) for item in batch]
-    reports: list[DocumentReport] = []
-
-    def done(report: DocumentReport) -> None:
-        if record and report.status in ("indexed", "quarantined"):
-            registry.record(namespace, report, model_version(settings))
-        reports.append(report)
-        if on_document:
-            on_document(report)
-
     settings.ensure_dirs()
     with (span("index_batch", namespace=namespace, documents=len(docs), generation=generation),
           tempfile.TemporaryDirectory(prefix="fetch-", dir=settings.data_dir) as workdir):
-        fetched, sources = [], {}
-        for doc in docs:
-            if record and permissions_changed(registry.get(namespace, doc.doc_id), doc, model_version(settings)):
-                report = _report(doc, status="skipped", reason=PERMISSIONS_CHANGED)
-                apply_permissions(report, namespace, store, registry)
-                done(report)
-                continue
-            if doc.location not in sources:
-                sources[doc.location] = open_source(doc.location, settings)
-            outcome = _fetch(doc, sources[doc.location], namespace, settings, store, registry, Path(workdir),
-                             check_current=record)
-            if isinstance(outcome, DocumentReport):
-                done(outcome)
-            else:
-                fetched.append(outcome)
-        renditions = make_renditions(fetched, settings, Path(workdir))  # Office, HTML, text -> PDF
-        for doc in fetched:
-            if doc.doc_id in renditions.failed:
-                error, seconds = renditions.failed[doc.doc_id]
-                done(_quarantine(doc, error, store, seconds))
-        fetched = [doc for doc in fetched if doc.doc_id not in renditions.failed]
-        with ParsePool([renditions.for_parse(d) for d in fetched], settings) as parses:  # parsing runs ahead
-            for doc in fetched:
-                done(index_document(doc, namespace, settings, store, parses.pages, renditions))
+        for outcome in parse_documents(docs, settings, Path(workdir), writer.registry if generation is None else None,
+                                       namespace, keep_artifacts=False):
+            reports.append(writer.write(outcome))
+            if on_document:
+                on_document(reports[-1])
     return reports
 
 
-def _fetch(doc: SourceDocument, source: Source, namespace: str, settings: Settings, store: VectorStore,
-           registry: Registry, workdir: Path, check_current: bool) -> SourceDocument | DocumentReport:
+def parse_batch(batch: Iterable[dict[str, str] | SourceDocument], namespace: str, settings: Settings,
+                generation: str | None = None) -> ParsedBatch:
+    """The parse stage of one batch (CPU): fetch, convert, parse, OCR, chunk and redact each document and keep
+    the result as an artifact for the encode stage. Touches neither Milvus nor the registry's rows."""
+    docs = [item if isinstance(item, SourceDocument) else SourceDocument(**item) for item in batch]
+    registry = Registry(settings.registry_url) if generation is None else None
+    parsed = ParsedBatch(namespace, generation, model_version(settings))
+    settings.ensure_dirs()
+    with (span("parse_batch", namespace=namespace, documents=len(docs), generation=generation),
+          tempfile.TemporaryDirectory(prefix="fetch-", dir=settings.data_dir) as workdir):
+        for outcome in parse_documents(docs, settings, Path(workdir), registry, namespace, keep_artifacts=True):
+            parsed.add(outcome)
+    return parsed
+
+
+def encode_batch(parsed: ParsedBatch, settings: Settings) -> list[DocumentReport]:
+    """The encode stage of one batch (a GPU pod, or the worker): embed each parsed document from its artifact,
+    upsert it and record every outcome. No PDF is opened here."""
+    writer = Writer(parsed.namespace, settings, parsed.generation)
+    with span("encode_batch", namespace=parsed.namespace, documents=len(parsed.items), generation=parsed.generation):
+        return [writer.write(outcome) for outcome in parsed.outcomes(settings)]
+
+
+def parse_documents(docs: list[SourceDocument], settings: Settings, workdir: Path, registry: Registry | None,
+                    namespace: str, keep_artifacts: bool) -> Iterator[Outcome]:
+    """Each document parsed (or reused from its artifact) or reported; parsing runs ahead in worker processes.
+
+    `registry`: skip documents whose content the live index already holds with these models (None: a rebuild
+    indexes everything). `keep_artifacts`: store new artifacts for another process's encode stage; in-process
+    runs only reuse them.
+    """
+    fetched: list[SourceDocument] = []
+    sources: dict[str, Source] = {}
+    for doc in docs:
+        if registry and permissions_changed(registry.get(namespace, doc.doc_id), doc, model_version(settings)):
+            yield _report(doc, status="skipped", reason=PERMISSIONS_CHANGED)  # the writer applies them
+            continue
+        if doc.location not in sources:
+            sources[doc.location] = open_source(doc.location, settings)
+        outcome = _fetch(doc, sources[doc.location], settings, registry, namespace, workdir)
+        if isinstance(outcome, DocumentReport):
+            yield outcome
+        elif (reused := handoff.load(outcome, settings)) is not None:
+            yield reused  # parsed before with these settings (a model change): embed again, never parse again
+        else:
+            fetched.append(outcome)
+    renditions = make_renditions(fetched, settings, workdir)  # Office, HTML, text -> PDF
+    for doc in fetched:
+        if doc.doc_id in renditions.failed:
+            error, seconds = renditions.failed[doc.doc_id]
+            yield _quarantine(doc, error, seconds)
+    fetched = [doc for doc in fetched if doc.doc_id not in renditions.failed]
+    with ParsePool([renditions.for_parse(d) for d in fetched], settings) as parses:  # parsing runs ahead
+        for doc in fetched:
+            outcome = parse_document(doc, settings, parses.pages, renditions)
+            if keep_artifacts and isinstance(outcome, Parsed):
+                handoff.save(outcome, settings)
+            yield outcome
+
+
+def _fetch(doc: SourceDocument, source: Source, settings: Settings, registry: Registry | None, namespace: str,
+           workdir: Path) -> SourceDocument | DocumentReport:
     """The document with its content at hand, or the report of why there is nothing to index."""
     with span("fetch_document", doc=doc.doc_id, source=doc.location):
         try:
             doc = source.fetch(doc, workdir)
         except DocumentVanished:
-            store.delete_document(doc.doc_id)
-            registry.mark_deleted(namespace, [doc.doc_id])
-            return DocumentReport(doc=doc.doc_id, status="deleted", reason="removed from the source during the run")
+            return _report(doc, status="deleted", reason="removed from the source during the run")
         except DocumentError as exc:  # refused before reading (a link out of the folder): nothing of it stays
-            return _quarantine(doc, exc, store, 0.0)
-    if check_current and registry.is_current(namespace, doc.doc_id, doc.content_sha256, model_version(settings)):
-        registry.update_etag(namespace, doc.doc_id, doc.etag)  # next run skips it without fetching
+            return _quarantine(doc, exc, 0.0)
+    if registry and registry.is_current(namespace, doc.doc_id, doc.content_sha256, model_version(settings)):
         return _report(doc, status="skipped", reason="unchanged content")
     return doc
 
@@ -173,50 +209,80 @@ def _report(doc: SourceDocument, **fields: Any) -> DocumentReport:
                           content_sha256=doc.content_sha256, principals=list(doc.principals), **fields)
 
 
-def _quarantine(doc: SourceDocument, exc: DocumentError, store: VectorStore, seconds: float) -> DocumentReport:
-    store.delete_document(doc.doc_id)  # a replaced file that is now bad leaves nothing stale
+def _quarantine(doc: SourceDocument, exc: DocumentError, seconds: float) -> DocumentReport:
     log.warning("Quarantined %s: %s", printable(doc.doc_id), printable(exc.reason))
     return _report(doc, status="quarantined", reason=exc.reason, seconds=round(seconds, 2))
 
 
-def index_document(doc: SourceDocument, namespace: str, settings: Settings, store: VectorStore,
-                   parse: Callable[[SourceDocument], list[Page]],
-                   renditions: Renditions | None = None) -> DocumentReport:
-    """`renditions`: the batch's PDF conversions; a converted document's time includes its conversion."""
+def parse_document(doc: SourceDocument, settings: Settings, parse: Callable[[SourceDocument], list[Page]],
+                   renditions: Renditions | None = None) -> Outcome:
+    """Pages -> chunks, redacted, figure images with faces blurred; the bytes kept for page images.
+    `renditions`: the batch's PDF conversions; a converted document's time includes its conversion."""
     renditions = renditions or Renditions()
     start = time.perf_counter() - renditions.seconds.get(doc.doc_id, 0.0)
     try:
         pages = parse(doc)
     except DocumentError as exc:
-        return _quarantine(doc, exc, store, time.perf_counter() - start)
+        return _quarantine(doc, exc, time.perf_counter() - start)
     content_store(settings).put(doc.content_sha256, Path(doc.path))  # page images show these very bytes
     if doc.doc_id in renditions.pdfs:  # ... drawn from the PDF that was parsed
         keep_rendition(settings, doc.content_sha256, renditions.pdfs[doc.doc_id])
-    chunks = chunk_pages(pages, namespace=namespace, doc_id=doc.doc_id, source_uri=doc.source_uri,
-                         content_sha256=doc.content_sha256, model_version=model_version(settings),
+    chunks = chunk_pages(pages, namespace="", doc_id=doc.doc_id, source_uri=doc.source_uri,
+                         content_sha256=doc.content_sha256, model_version="",
                          target_chars=settings.chunk_chars, max_chars=settings.chunk_max_chars)
     for chunk in chunks:
-        chunk.principals = list(doc.principals)
-    upsert_encoded(chunks, doc.doc_id, settings, store)
-    return _report(doc, status="indexed", pages=len(pages), ocr_pages=sum(p.ocr for p in pages),
-                   tables=sum(p.tables for p in pages), figures=sum(c.kind == "figure" for c in chunks),
-                   chunks=len(chunks), seconds=round(time.perf_counter() - start, 2))
-
-
-def upsert_encoded(chunks: list[Chunk], doc_id: str, settings: Settings, store: VectorStore) -> None:
-    """Redact, embed, upsert, then drop the document's rows that the new version no longer has."""
-    if settings.redact_pii:
-        for chunk in chunks:
+        if settings.redact_pii:
             chunk.text, chunk.context = redact_text(chunk.text), redact_text(chunk.context)
-    with span("embed_chunk", doc=doc_id, chunks=len(chunks)):
-        text_vecs = text_encoder(settings).encode([c.dense_text for c in chunks])
-        image_vecs = _image_vectors(chunks, settings)
-    with span("upsert_vector", doc=doc_id, chunks=len(chunks), collection=store.target):
-        old_ids = set(store.chunk_ids_of(doc_id))
-        store.upsert_chunks(chunks, text_vecs, image_vecs, settings.vision_weight)
-        stale = old_ids - {c.id for c in chunks}
-        if stale:
-            store.delete_ids(stale)
+        if chunk.image is not None and settings.blur_faces:
+            chunk.image = blur_faces(chunk.image)
+    stats = {"pages": len(pages), "ocr_pages": sum(p.ocr for p in pages), "tables": sum(p.tables for p in pages),
+             "figures": sum(c.kind == "figure" for c in chunks)}
+    return Parsed(doc, chunks, stats, time.perf_counter() - start)
+
+
+class Writer:
+    """The write side of a batch: embeds parsed documents into the namespace's index (or a rebuild's
+    generation), removes what bad or vanished documents left there, and records every outcome."""
+
+    def __init__(self, namespace: str, settings: Settings, generation: str | None = None) -> None:
+        self.namespace, self.settings, self.live = namespace, settings, generation is None
+        self.store, self.registry = VectorStore(settings, namespace, generation), Registry(settings.registry_url)
+        self.store.ensure_collection()
+        self.version = model_version(settings)
+
+    def write(self, outcome: Outcome) -> DocumentReport:
+        if isinstance(outcome, Parsed):
+            report = self._index(outcome)
+        else:
+            report = outcome
+            if report.status in ("quarantined", "deleted"):  # a replaced file that is now bad leaves nothing stale
+                self.store.delete_document(report.doc)
+            if report.status == "deleted":
+                self.registry.mark_deleted(self.namespace, [report.doc])
+            elif report.status == "skipped" and self.live and report.reason == PERMISSIONS_CHANGED:
+                apply_permissions(report, self.namespace, self.store, self.registry)
+            elif report.status == "skipped" and self.live:
+                self.registry.update_etag(self.namespace, report.doc, report.etag)  # next run skips it unfetched
+        if self.live and report.status in ("indexed", "quarantined"):
+            self.registry.record(self.namespace, report, self.version)
+        return report
+
+    def _index(self, parsed: Parsed) -> DocumentReport:
+        start = time.perf_counter()
+        chunks = parsed.chunks_for(self.namespace, self.version)
+        for chunk in chunks:  # as the source names them now (an artifact may be older)
+            chunk.principals = list(parsed.doc.principals)
+        doc_id = parsed.doc.doc_id
+        with span("embed_chunk", doc=doc_id, chunks=len(chunks)):
+            text_vecs = text_encoder(self.settings).encode([c.dense_text for c in chunks])
+            image_vecs = _image_vectors(chunks, self.settings)
+        with span("upsert_vector", doc=doc_id, chunks=len(chunks), collection=self.store.target):
+            old_ids = set(self.store.chunk_ids_of(doc_id))
+            self.store.upsert_chunks(chunks, text_vecs, image_vecs, self.settings.vision_weight)
+            stale = old_ids - {c.id for c in chunks}
+            if stale:
+                self.store.delete_ids(stale)
+        return parsed.report(parsed.seconds + time.perf_counter() - start)
 
 
 def _image_vectors(chunks: list[Chunk], settings: Settings) -> list[list[float] | None]:
@@ -227,8 +293,7 @@ def _image_vectors(chunks: list[Chunk], settings: Settings) -> list[list[float] 
     for chunk in chunks:
         if chunk.image is not None:
             unique.setdefault(id(chunk.image), chunk.image)
-    images = [blur_faces(im) if settings.blur_faces else im for im in unique.values()]
-    vectors = dict(zip(unique, encoder.encode_images(images), strict=True)) if images else {}
+    vectors = dict(zip(unique, encoder.encode_images(list(unique.values())), strict=True)) if unique else {}
     return [vectors.get(id(c.image)) if c.image is not None else None for c in chunks]
 
 

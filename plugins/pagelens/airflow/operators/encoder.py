@@ -38,12 +38,12 @@ class EncoderSettingsError(ValueError):
 
 
 class EncoderPodOperator(KubernetesPodOperator):
-    """Index one batch manifest in a GPU pod: `python -m pagelens.pipeline.pod --manifest <manifest>`.
+    """Encode one parsed batch in a GPU pod: `python -m pagelens.pipeline.pod --manifest <manifest>`.
 
     The pod writes its per-document reports to the XCom sidecar file, so with `do_xcom_push=True` the task
     returns them as the local encode task does. Build the other arguments with `encoder_pod_arguments(settings)`.
 
-    :param manifest: URI of the batch manifest the plan task wrote, `s3://bucket/key.json` (templated)
+    :param manifest: URI of the parsed batch its parse task wrote, `s3://bucket/key.json` (templated)
     """
 
     template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "manifest")
@@ -112,7 +112,10 @@ def check_pod_settings(settings: Settings) -> None:
     if settings.registry_url.startswith("sqlite"):
         problems.append("PAGELENS_REGISTRY_URL is SQLite; pods need the shared registry (postgresql+psycopg://…)")
     if not settings.manifest_bucket:
-        problems.append("PAGELENS_MANIFEST_BUCKET is empty; the plan hands batches to pods through S3")
+        problems.append("PAGELENS_MANIFEST_BUCKET is empty; parse tasks hand batches to pods through S3")
+    if not settings.content_store.startswith("s3://"):
+        problems.append("PAGELENS_CONTENT_STORE is the data dir; parse tasks keep the artifacts pods encode there: "
+                        "name an S3 prefix (s3://bucket/prefix) both can read")
     if problems:
         raise EncoderSettingsError("PAGELENS_EXECUTION=kubernetes: " + "; ".join(problems))
 
@@ -123,7 +126,7 @@ def render_encoder_pod(settings: Settings, manifest: str = "") -> dict[str, Any]
 
     manifest = manifest or EXAMPLE_MANIFEST.format(bucket=settings.manifest_bucket or "MANIFEST_BUCKET",
                                                    prefix=settings.manifest_prefix.strip("/"))
-    operator = EncoderPodOperator(task_id="index_batch", manifest=manifest, **encoder_pod_arguments(settings))
+    operator = EncoderPodOperator(task_id="encode_batch", manifest=manifest, **encoder_pod_arguments(settings))
     return ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(dry_run=True))
 
 
