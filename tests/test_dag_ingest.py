@@ -147,7 +147,8 @@ def test_scheduled_run_fills_each_configured_namespace_from_its_own_sources(
     # What the hourly schedule runs: the params' defaults (given explicitly: in-process `dag.test()` runs keep
     # the previous run's conf in the DAG's Param objects).
     states, summary = run(env, {"namespace": "", "source": ""})
-    assert states == {"plan": "success", "finish": "success", **{f"{step}_batch[{i}]": "success" for i in range(4) for step in ("parse", "encode")}}
+    steps = {f"{step}_batch[{i}]": "success" for i in range(4) for step in ("parse", "encode")}
+    assert states == {"plan": "success", "finish": "success", **steps}
     assert summary["namespaces"] == {"legal": {**ZERO, "indexed": 9}, "sales": {**ZERO, "indexed": 9}}
     for namespace, other in (("legal", "sales"), ("sales", "legal")):
         assert set(records(env, namespace)) == {f"{namespace}-{n}.pdf" for n in range(9)}

@@ -112,8 +112,8 @@ def test_first_rebuild_goes_live_and_fills_the_registry(env: Env) -> None:
 def test_unchanged_namespace_short_circuits(env: Env) -> None:
     run = reindex(env)
     assert run.state == "success"
-    assert run.tasks == {"check": "success", "prepare": "skipped", "parse_batch": "skipped", "encode_batch": "skipped", "swap": "skipped",
-                         "abandon": "skipped"}
+    assert run.tasks == {"check": "success", "prepare": "skipped", "parse_batch": "skipped", "encode_batch": "skipped",
+                         "swap": "skipped", "abandon": "skipped"}
     assert env.store().generations() == ["pagelens__finance_v1"]
 
 
