@@ -66,3 +66,20 @@ def test_vision_branch_off_without_weights_and_version_says_so(tmp_path, caplog)
     missing = Settings(clip_model=str(tmp_path / "no-such-model"))
     assert image_encoder(missing) is None
     assert "Vision branch off" in caplog.text
+
+
+def test_onnx_backend_matches_torch_fp32_and_is_exported_once(tmp_path) -> None:
+    """The CPU default (ONNX Runtime) gives torch's vectors: cosine >= 0.99 is the acceptance bar, 0.9999 is seen."""
+    from pagelens.embed import TextEncoder
+
+    texts = ["The robot arm is calibrated every 450 operating hours.", "Europe | 19.0 | 21.4",
+             "Revenue grew in every region while costs stayed flat. " * 60, "x"]  # one text spans several windows
+    onnx = text_encoder(Settings(data_dir=tmp_path, cpu_text_backend="onnx", encode_batch_size=3))
+    torch_only = text_encoder(Settings(data_dir=tmp_path, cpu_text_backend="torch", encode_batch_size=3))
+    assert onnx._onnx is not None and torch_only._onnx is None
+    for a, b in zip(onnx.encode(texts), torch_only.encode(texts), strict=True):
+        assert _cos(a, b) > 0.9999
+    (exported,) = (tmp_path / "models").glob("minilm-*.onnx")
+    stamp = exported.stat().st_mtime_ns
+    TextEncoder(onnx_dir=str(tmp_path / "models"), model_dir=str(Settings().text_model_dir()))  # a second process
+    assert exported.stat().st_mtime_ns == stamp  # reused, not exported again

@@ -60,9 +60,13 @@ def choose_batch_size(configured: int, device: str, item_bytes: int, max_batch: 
 
 
 class TextEncoder:
-    """Sentence embeddings: mean-pooled, L2-normalised MiniLM token states (as sentence-transformers)."""
+    """Sentence embeddings: mean-pooled, L2-normalised MiniLM token states (as sentence-transformers).
 
-    def __init__(self, model_dir: str, device: str = "cpu", batch_size: int = 32) -> None:
+    On the CPU with an `onnx_dir`, the forward runs in ONNX Runtime on a graph exported from these weights
+    (onnxencoder.py); on a GPU, torch in fp16.
+    """
+
+    def __init__(self, model_dir: str, device: str = "cpu", batch_size: int = 32, onnx_dir: str = "") -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -76,6 +80,11 @@ class TextEncoder:
         if device.startswith("cuda"):
             self.model = self.model.half()
         self._torch = torch
+        self._onnx = None
+        if onnx_dir and device == "cpu":
+            from pagelens.onnxencoder import onnx_session
+
+            self._onnx = onnx_session(self.model, model_dir, onnx_dir)  # torch's copy stays: ~90 MB, for callers
         # After the weights are on the device, so free memory is what activations can use.
         self.batch_size = choose_batch_size(batch_size, device, TEXT_ITEM_BYTES, MAX_TEXT_BATCH, CPU_TEXT_BATCH)
 
@@ -124,13 +133,21 @@ class TextEncoder:
             idx = order[start:start + self.batch_size]
             batch = self.tokenizer.pad({"input_ids": [windows[i] for i in idx]}, return_tensors="pt").to(self.device)
             with torch.inference_mode():
-                states = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                states = self._states(batch["input_ids"], batch["attention_mask"])
                 mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
                 pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 vectors = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().tolist()
             for i, vec in zip(idx, vectors, strict=True):
                 out[i] = vec
         return out
+
+
+    def _states(self, input_ids: Any, attention_mask: Any) -> Any:
+        """Last hidden states of one padded batch (torch tensors in and out)."""
+        if self._onnx is not None:
+            feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
+            return self._torch.from_numpy(self._onnx.run(None, feeds)[0])
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 class ImageEncoder:
@@ -171,8 +188,8 @@ class ImageEncoder:
 
 
 @functools.lru_cache(maxsize=4)
-def _text_encoder(model_dir: str, device: str, batch_size: int) -> TextEncoder:
-    return TextEncoder(model_dir, device, batch_size)
+def _text_encoder(model_dir: str, device: str, batch_size: int, onnx_dir: str = "") -> TextEncoder:
+    return TextEncoder(model_dir, device, batch_size, onnx_dir)
 
 
 @functools.lru_cache(maxsize=4)
@@ -185,7 +202,9 @@ def _image_encoder(model_id: str, device: str, batch_size: int) -> ImageEncoder 
 
 
 def text_encoder(settings: Settings) -> TextEncoder:
-    return _text_encoder(str(settings.text_model_dir()), resolve_device(settings.device), settings.encode_batch_size)
+    device = resolve_device(settings.device)
+    onnx_dir = str(settings.data_dir / "models") if device == "cpu" and settings.cpu_text_backend == "onnx" else ""
+    return _text_encoder(str(settings.text_model_dir()), device, settings.encode_batch_size, onnx_dir)
 
 
 def image_encoder(settings: Settings) -> ImageEncoder | None:

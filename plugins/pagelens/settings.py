@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     clip_model: str = ""  # directory or HF id of a CLIP model; empty = vision branch off
     device: str = "cpu"  # cpu, cuda[:N], or auto (cuda when a GPU is visible: the encoder image's default)
     encode_batch_size: int = 32  # 0 = auto: sized from free GPU memory on cuda (32 text / 16 images on the CPU)
+    # MiniLM on the CPU: "onnx" = ONNX Runtime on a graph exported at first use into <data_dir>/models (same fp32
+    # maths, cosine 1.0 to torch, ~1.3x faster here); "torch" = the PyTorch forward. int8 is not offered: dynamic int8
+    # (torch or ONNX Runtime) gave cosine 0.82-0.85 min / 0.91-0.93 mean to fp32 on the eval chunks (bench/encode_backends.py).
+    cpu_text_backend: Literal["onnx", "torch"] = "onnx"
 
     pdf_passwords: list[str] = Field(default_factory=list)  # tried in order on encrypted PDFs
     ocr_lang: str = "eng"
