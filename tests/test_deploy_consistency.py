@@ -131,7 +131,9 @@ def test_dag_rendered_encoder_pod_matches_template(monkeypatch) -> None:
 
     cluster = {"PAGELENS_EXECUTION": "kubernetes", "PAGELENS_MANIFEST_BUCKET": "pagelens-manifests",
                "PAGELENS_MILVUS_URI": "http://milvus-milvus.pagelens.svc.cluster.local:19530",
-               "PAGELENS_REGISTRY_URL": "postgresql+psycopg://pagelens@registry:5432/pagelens"}
+               "PAGELENS_REGISTRY_URL": "postgresql+psycopg://pagelens@registry:5432/pagelens",
+               "PAGELENS_CONTENT_STORE": "s3://pagelens-content/indexed",
+               "PAGELENS_NAMESPACES": '{"finance": {"sources": ["s3://finance-docs/reports"]}}'}
     for name, value in cluster.items():
         monkeypatch.setenv(name, value)
     settings_module.get_settings.cache_clear()
@@ -140,6 +142,7 @@ def test_dag_rendered_encoder_pod_matches_template(monkeypatch) -> None:
     finally:
         settings_module.get_settings.cache_clear()
     assert pods, "no DAG in dags/ builds a KubernetesPodOperator with PAGELENS_EXECUTION=kubernetes"
+    assert {task.split(".")[0] for task in pods} >= {"pagelens_ingest", "pagelens_reindex__finance"}, sorted(pods)
     for task, pod in pods.items():
         try:
             assert_pod_matches_template(pod, load_one(POD_TEMPLATE))
