@@ -91,6 +91,18 @@ def test_the_dashboard_and_rules_read_only_series_the_code_exports(tmp_path: Pat
     assert all(series_names(e) for e in dashboard_exprs())
 
 
+def test_the_service_monitor_selects_the_api_service_and_its_port() -> None:
+    monitor = yaml.safe_load((MONITORING / "servicemonitor.yaml").read_text())
+    service = yaml.safe_load((MONITORING.parent / "base" / "api-service.yaml").read_text())
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1" and monitor["kind"] == "ServiceMonitor"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]} and endpoint["path"] == "/metrics"
+    kustomization = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
+    assert set(kustomization["resources"]) == {"prometheus-rules.yaml", "servicemonitor.yaml"}
+    assert kustomization["configMapGenerator"][0]["files"] == ["pagelens-dashboard.json"]
+
+
 def test_series_names_reads_names_not_labels_or_functions() -> None:
     expr = ('sum by (route, le) (rate(request_latency_seconds_bucket{route=~"/v1/.*"}[5m])) / on (job) '
             'group_left foo:bar or vector(0)')
