@@ -330,6 +330,7 @@ def bare_store(settings: Settings, namespace: str, rounds: int = 5) -> dict[str,
 
     encoder, store = text_encoder(settings), VectorStore(settings, namespace)
     vectors = {q: encoder.encode([q])[0] for q in QUESTIONS}
+    concurrent_legs = settings.model_copy(update={"retrieval_concurrent": True})  # whatever the environment says
     sequential = settings.model_copy(update={"retrieval_concurrent": False})
     samples: dict[str, list[float]] = {}
 
@@ -349,7 +350,7 @@ def bare_store(settings: Settings, namespace: str, rounds: int = 5) -> dict[str,
                 timed("bm25", lambda q=q: store.search("sparse", q, settings.candidates))
                 timed("dense", lambda q=q: store.search("text_vec", vectors[q], settings.candidates))
                 timed("bare", lambda q=q: both(q))
-                timed("retrieve_concurrent", lambda q=q: retrieve(q, namespace, settings, mode="hybrid"))
+                timed("retrieve_concurrent", lambda q=q: retrieve(q, namespace, concurrent_legs, mode="hybrid"))
                 timed("retrieve_sequential", lambda q=q: retrieve(q, namespace, sequential, mode="hybrid"))
     return {step: {f"p{q}_ms": round(percentile(sorted(v), q), 1) for q in (50, 95, 99)} for step, v in samples.items()}
 
@@ -396,6 +397,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (the Dockerfile runs 2)")
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--load-clients", type=int, default=20)
+    parser.add_argument("--bare-rounds", type=int, default=3, help="rounds of the questions for the in-process timings")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args()
 
@@ -439,9 +441,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             client = Client(api_port, token)
             rows = measure(args, client, namespaces)
         result["phases"] = rows
-        result["bare_store_ms"] = {size: bare_store(settings, ns) for size, ns in namespaces.items()}
+        result["bare_store_ms"] = {size: bare_store(settings, ns, args.bare_rounds) for size, ns in namespaces.items()}
         result["ratios"] = ratio_rows(rows, result["bare_store_ms"])
-        result["profile_ms"] = profile_query(settings, namespaces[max(args.sizes)])
+        result["profile_ms"] = profile_query(settings, namespaces[max(args.sizes)], args.bare_rounds)
     result["load_after"] = load_average()
     print_table(rows)
     for size, steps in result["bare_store_ms"].items():
