@@ -187,9 +187,16 @@ class ImageEncoder:
         return self._torch.nn.functional.normalize(tensor.float(), dim=-1).cpu().tolist()
 
 
-@functools.lru_cache(maxsize=4)
+_TEXT_ENCODERS: dict[tuple[str, str, int, bool], TextEncoder] = {}
+
+
 def _text_encoder(model_dir: str, device: str, batch_size: int, onnx_dir: str = "") -> TextEncoder:
-    return TextEncoder(model_dir, device, batch_size, onnx_dir)
+    """One encoder per model, device and backend in a process: the ONNX export happens into the first data
+    dir that asks and is not repeated for every other settings object (tests make many)."""
+    key = (model_dir, device, batch_size, bool(onnx_dir))
+    if key not in _TEXT_ENCODERS:
+        _TEXT_ENCODERS[key] = TextEncoder(model_dir, device, batch_size, onnx_dir)
+    return _TEXT_ENCODERS[key]
 
 
 @functools.lru_cache(maxsize=4)
