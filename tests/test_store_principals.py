@@ -84,3 +84,23 @@ def test_an_index_of_the_old_schema_is_refused_with_the_command_that_rebuilds_it
     store.client.create_alias("pagelens__old_v1", store.alias)
     with pytest.raises(IndexOutdated, match="airflow dags trigger pagelens_reindex__old"):
         VectorStore(settings, "old", principals=["user:x"]).search("text_vec", _vector(1), 5)
+
+
+def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings) -> None:
+    """The fast path of an all-open namespace: a chunk restricted after the reader's store looked is still
+    never returned to the reader (the search goes round again, filtered)."""
+    store = VectorStore(settings, "open")
+    store.ensure_collection()
+    open_chunk = Chunk(id="o1", namespace="open", doc_id="open.pdf", source_uri="", content_sha256="0" * 64, page=1,
+                       chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="open budget figures", model_version="m")
+    store.upsert_chunks([open_chunk], [_vector(1)], [None], 0.3)
+    reader = VectorStore(settings, "open", principals=["user:x"])
+    assert [h.doc_id for h in reader.search("text_vec", _vector(1), 5)] == ["open.pdf"] and not reader.restricted()
+    secret = Chunk(id="s1", namespace="open", doc_id="secret.pdf", source_uri="", content_sha256="0" * 64, page=1,
+                   chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="secret budget figures", model_version="m",
+                   principals=["user:ceo"])
+    store.upsert_chunks([secret], [_vector(2)], [None], 0.3)  # after the reader's store decided "all open"
+    assert not reader.restricted()  # still the cached answer...
+    assert {h.doc_id for h in reader.search("text_vec", _vector(2), 5)} == {"open.pdf"}  # ...yet nothing leaks
+    assert {h.doc_id for h in reader.search("sparse", "secret budget figures", 5)} == {"open.pdf"}
+    assert VectorStore(settings, "open", principals=["user:x"]).restricted()
