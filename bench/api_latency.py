@@ -427,8 +427,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     if not samples.is_dir():
         write_samples(samples)
     env = child_env(settings)
-    milvus_cmd = [venv_bin("milvus-lite"), "server", "--data-dir", str(workdir / "milvus"), "--host", HOST,
-                  "--port", str(milvus_port)]
+    milvus_cmd = [sys.executable, "-m", "pagelens.liteserver", "--data-dir", str(workdir / "milvus"), "--host", HOST,
+                  "--port", str(milvus_port)]  # what `pagelens store serve` runs (Milvus's keepalive policy)
     with service(milvus_cmd, workdir / "milvus.log", env) as milvus:
         wait_for(lambda: port_open(milvus_port), "milvus-lite server", milvus, STARTUP_TIMEOUT_S)
         namespaces = {size: f"bench{size_label(size)}" for size in args.sizes}
