@@ -154,7 +154,8 @@ class VectorStore:
                 f"the index of namespace '{self.namespace}' ({self.target}) predates document permissions (collection "
                 f"schema {SCHEMA_VERSION}): rebuild it with the pagelens_reindex__{self.namespace} DAG (its next run "
                 f"does; now: `airflow dags trigger pagelens_reindex__{self.namespace}`), which builds a new generation "
-                "beside the old one and swaps it in")
+                "beside the old one and swaps it in; on the embedded default without that DAG, remove milvus.db and "
+                "registry.db from PAGELENS_DATA_DIR (API tokens live there too) and ingest again")
 
     def load_state(self) -> str:
         """Milvus's word for it: Loaded, Loading, NotLoad."""
