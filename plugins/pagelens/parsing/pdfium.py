@@ -92,10 +92,16 @@ def _chars(pdfium_c: object, textpage: object, m: Matrix) -> Iterator[PdfChar]:
     a, b, cc, d, e, f = m  # one of the four /Rotate matrices: axis-aligned, so two corners give the box
     is_generated, get_unicode, get_box = c.FPDFText_IsGenerated, c.FPDFText_GetUnicode, c.FPDFText_GetLooseCharBox  # type: ignore[attr-defined]
     map_error = c.FPDFText_HasUnicodeMapError  # type: ignore[attr-defined]
-    for i in range(c.FPDFText_CountChars(textpage)):  # type: ignore[attr-defined]
+    count = c.FPDFText_CountChars(textpage)  # type: ignore[attr-defined]
+    for i in range(count):
         if is_generated(textpage, i) == 1:
             continue  # spaces and line breaks PDFium inferred: layout analysis decides those itself
         code = get_unicode(textpage, i)
+        if 0xDC00 <= code <= 0xDFFF:
+            continue  # the second half of a pair, taken with the first
+        if 0xD800 <= code <= 0xDBFF:  # PDFium gives characters past U+FFFF (math italics) as UTF-16 pairs
+            low = get_unicode(textpage, i + 1) if i + 1 < count else 0
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00) if 0xDC00 <= low <= 0xDFFF else 0xFFFD
         text = "-" if code == 2 else chr(code) if code < 0x110000 else "\ufffd"  # PDFium writes 2 for a line-end hyphen
         if text in _SKIP or not get_box(textpage, i, rect):
             continue
