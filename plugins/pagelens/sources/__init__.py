@@ -90,6 +90,15 @@ def _open(location: str, settings: Settings) -> Source:
     return LocalSource(Path(location.removeprefix("file://")))
 
 
+def bucket_location(location: str, scheme: str, store: str) -> tuple[str, str]:
+    """`<scheme>://bucket/some/prefix` -> (bucket, "some/prefix/"); the prefix is a folder ("" = the whole bucket)."""
+    bucket, _, prefix = location.removeprefix(f"{scheme}://").partition("/")
+    if not bucket:
+        raise SourceError(f"{store} location {location!r} names no bucket: use {scheme}://bucket/prefix")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
 def check_inside(doc_id: str) -> str:
     """`doc_id` if it names something inside its source: a relative path without `.`, `..` or empty segments
     (an S3 key `docs/../hr/x.pdf` or a manifest edited to `/etc/passwd` is refused, never fetched)."""

@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError
+from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError, bucket_location
 from pagelens.sources.local import file_sha256
 
 if TYPE_CHECKING:
@@ -27,12 +27,8 @@ if TYPE_CHECKING:
 
 
 def parse_gcs_location(location: str) -> tuple[str, str]:
-    """`gs://bucket/some/prefix` -> (bucket, "some/prefix/"); the prefix is a folder ("" = the whole bucket)."""
-    bucket, _, prefix = location.removeprefix("gs://").partition("/")
-    if not bucket:
-        raise SourceError(f"GCS location {location!r} names no bucket: use gs://bucket/prefix")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
+    """`gs://bucket/some/prefix` -> (bucket, "some/prefix/")."""
+    return bucket_location(location, "gs", "GCS")
 
 
 class GCSSource:

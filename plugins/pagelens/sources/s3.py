@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError
+from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceError, bucket_location
 
 if TYPE_CHECKING:
     from pagelens.settings import Settings
@@ -30,12 +30,8 @@ CONFIG_CODES = frozenset({"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "
 
 
 def parse_s3_location(location: str) -> tuple[str, str]:
-    """`s3://bucket/some/prefix` -> (bucket, "some/prefix/"); the prefix is a folder ("" = the whole bucket)."""
-    bucket, _, prefix = location.removeprefix("s3://").partition("/")
-    if not bucket:
-        raise SourceError(f"S3 location {location!r} names no bucket: use s3://bucket/prefix")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
+    """`s3://bucket/some/prefix` -> (bucket, "some/prefix/")."""
+    return bucket_location(location, "s3", "S3")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
