@@ -116,10 +116,11 @@ def serve(data_dir: Path, host: str = HOST, port: int = DEFAULT_PORT) -> None:
         if not server.add_insecure_port(f"{host}:{port}"):
             raise SystemExit(f"cannot listen on {host}:{port}: is the port taken?")
         server.start()
-        sys.stderr.write(f"Milvus Lite serving {data_dir} on {host}:{port}\n")
+        sys.stdout.write(f"Milvus Lite serving {data_dir} on {host}:{port}\n")  # first line of `pagelens store serve`
+        sys.stdout.flush()
         server.wait_for_termination()
     except KeyboardInterrupt:
-        sys.stderr.write("Shutting down...\n")
+        sys.stdout.write("Shutting down...\n")
     finally:
         server.stop(grace=5).wait()
         db.close()
