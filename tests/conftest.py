@@ -19,6 +19,15 @@ os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def plain_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts outside Airflow: a DAG task run in this process installs connection-built S3, Graph and
+    GCS clients for the rest of the process (as a task process would), which must not reach the next test."""
+    from pagelens.sources import clients
+
+    monkeypatch.setattr(clients, "_builders", {})
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded-default settings isolated under a temporary data dir."""
