@@ -7,15 +7,15 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+from tests.loopback_http import LoopbackHTTPServer
 from tests.processes import stop_process
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -94,23 +94,15 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackHTTPServer):
     """Forwards requests to `upstream` and keeps each request and response; `fail_status` answers with that error."""
+
+    path = "/v1"
 
     def __init__(self, upstream: str, fail_status: int | None = None) -> None:
         self.upstream, self.fail_status = upstream.rstrip("/"), fail_status
         self.exchanges: list[Exchange] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RecordingProxy:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
