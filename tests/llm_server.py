@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from tests.loopback_http import LoopbackHTTPServer
+from tests.loopback_http import LoopbackHTTPServer, QuietHandler
 from tests.processes import stop_process
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -107,20 +107,13 @@ class RecordingProxy(LoopbackHTTPServer):
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # the name http.server dispatches POST requests to
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, payload = proxy._forward(self.path, body)
                 headers = {name.lower(): value for name, value in self.headers.items()}
                 proxy.exchanges.append(Exchange(self.path, json.loads(body or b"{}"), status, _json(payload), headers))
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet test output
-                pass
+                self.reply(status, payload, "application/json")
 
         return Handler
 

@@ -27,3 +27,17 @@ class LoopbackHTTPServer:
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         raise NotImplementedError
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that answers with one call and keeps the test output quiet."""
+
+    def reply(self, status: int, payload: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.loopback_http import LoopbackHTTPServer
+from tests.loopback_http import LoopbackHTTPServer, QuietHandler
 
 
 @dataclass
@@ -40,7 +40,7 @@ class OtlpReceiver(LoopbackHTTPServer):
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # the name http.server dispatches POST requests to
                 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
                     ExportTraceServiceRequest,
@@ -54,15 +54,7 @@ class OtlpReceiver(LoopbackHTTPServer):
                     return
                 receiver.spans += _decode(ExportTraceServiceRequest.FromString(body))
                 receiver.requests += 1
-                payload = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet test output
-                pass
+                self.reply(200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf")
 
         return Handler
 
