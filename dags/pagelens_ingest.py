@@ -32,7 +32,9 @@ for the run. Every step is idempotent: a retry or re-run converges.
 **Stores and events.** Tasks reach Milvus through the Airflow connection `milvus_default`
 (`PAGELENS_MILVUS_CONN_ID`) when it is defined, else through `PAGELENS_MILVUS_URI`. `finish` emits an asset
 event `pagelens://<namespace>` (through the alias `pagelens`) for each namespace whose index changed, with
-the run's counts in its extra, so downstream DAGs can schedule on it (`dags/pagelens_downstream_example.py`).
+the run's counts in its extra, so downstream DAGs can schedule on it (`dags/pagelens_downstream_example.py`);
+with the Airflow connection `kafka_default` (`PAGELENS_KAFKA_CONN_ID`) defined, the same notices also go to the
+Kafka topic `PAGELENS_KAFKA_TOPIC` (`pagelens.index-events`), keyed by namespace.
 
 **Where the encode step runs** (`PAGELENS_EXECUTION`, read when this file is parsed): `local` runs
 `encode_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
@@ -96,17 +98,20 @@ def pagelens_ingest() -> None:
                outlet_events: Any = None) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pagelens.airflow.assets import emit, ingest_events
+        from pagelens.airflow.assets import emit, ingest_events, notify_kafka
         from pagelens.airflow.hooks.milvus import task_settings
         from pagelens.pipeline.run import NamespacesNotListed, finish_run
 
+        settings = task_settings()
         try:
             # A slice reads the mapped results in one request; iterating would probe one past the end and log
             # Airflow's "[error] XCom not found" on every successful run.
-            summary = finish_run(indexed[:], namespaces, task_settings())
+            summary = finish_run(indexed[:], namespaces, settings)
         except NamespacesNotListed as exc:  # the rest has landed; the next run lists them again, not a retry
             raise AirflowFailException(str(exc)) from exc  # a failed task emits no asset events
-        emit(outlet_events, ingest_events(summary, ti.dag_id, ti.run_id))
+        events = ingest_events(summary, ti.dag_id, ti.run_id)
+        emit(outlet_events, events)
+        notify_kafka(events, settings)  # only with the Kafka connection defined
         return summary
 
     planned = plan("{{ params.namespace }}", "{{ params.source }}")

@@ -16,7 +16,8 @@ marks a candidate whose batches failed. Either candidate is kept for inspection 
 **Stores and events.** Tasks reach Milvus through the Airflow connection `milvus_default`
 (`PAGELENS_MILVUS_CONN_ID`) when it is defined, else through `PAGELENS_MILVUS_URI`. A passed `swap` emits an
 asset event `pagelens://<namespace>` (through the alias `pagelens`) whose extra names the new and previous
-generation, the documents rebuilt and the gate's recall@5 figures.
+generation, the documents rebuilt and the gate's recall@5 figures; with the Airflow connection `kafka_default`
+(`PAGELENS_KAFKA_CONN_ID`) defined, the same notice also goes to the Kafka topic `PAGELENS_KAFKA_TOPIC`.
 
 One DAG per namespace (from `PAGELENS_NAMESPACES`), not one DAG with a namespace parameter: Airflow runs
 one backfill per DAG at a time, and a second backfill of the same dates with another conf would re-run
@@ -80,17 +81,20 @@ def reindex_dag(namespace: str, settings: Settings) -> DAG:
                  outlet_events: Any = None) -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pagelens.airflow.assets import emit, reindex_event
+            from pagelens.airflow.assets import emit, notify_kafka, reindex_event
             from pagelens.airflow.hooks.milvus import task_settings
             from pagelens.reindex import GateFailed, judge_and_swap
 
             reports = [r for batch in indexed[:] for r in batch["documents"]]  # one read, no probe past the end
+            settings = task_settings()
             try:
-                verdict = judge_and_swap(namespace, task_settings(), generation, reports)
+                verdict = judge_and_swap(namespace, settings, generation, reports)
             except GateFailed as exc:
                 ti.xcom_push(key="gate", value=exc.verdict.to_dict())  # both figures, in the UI's XCom tab
                 raise AirflowFailException(str(exc)) from exc  # a verdict, not a transient failure: no retry
-            emit(outlet_events, {namespace: reindex_event(verdict.to_dict(), len(reports), ti.dag_id, ti.run_id)})
+            events = {namespace: reindex_event(verdict.to_dict(), len(reports), ti.dag_id, ti.run_id)}
+            emit(outlet_events, events)
+            notify_kafka(events, settings)  # only with the Kafka connection defined
             return verdict.to_dict()
 
         @task(trigger_rule="one_failed")  # a batch failed for good: the next run drops the candidate

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     gcp_conn_id: str = "google_cloud_default"  # Airflow connection GCS sources read through (Google provider's GCSHook)
     gcs_project: str = ""  # outside Airflow: the project of the storage client (empty: Application Default Credentials')
     milvus_conn_id: str = "milvus_default"  # Airflow connection DAG tasks reach Milvus through (if defined)
+    kafka_conn_id: str = "kafka_default"  # Airflow connection (Kafka provider) index notices go through (if defined)
+    kafka_topic: str = "pagelens.index-events"  # their topic: one message per changed namespace and run
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
     content_store: str = ""  # indexed bytes, for page images: empty = <data_dir>/content; s3://bucket/prefix (aws_conn_id)
 
