@@ -97,3 +97,32 @@ def test_an_ingest_run_records_its_documents_in_postgresql(postgres_url, sample_
     assert [r.status for r in ingest(str(inbox), NS, settings)] == ["skipped"]  # the etag in PostgreSQL says so
     (row,) = Registry(postgres_url).documents(NS)
     assert (row.doc_id, row.status, row.pages, row.location) == ("scan.png", "indexed", 1, str(inbox))
+
+
+def test_seen_times_and_removal_round_trip_for_retention(registry_url: str) -> None:
+    import datetime as dt
+
+    from pagelens.pipeline.retention import expired_documents, timestamp_of
+    from pagelens.settings import Retention
+
+    registry = Registry(registry_url)
+    for doc in ("old.pdf", "fresh.pdf", "gone.pdf"):
+        registry.record(NS, _report(doc), "minilm@1")
+    registry.record("other", _report("old.pdf"), "minilm@1")
+    year_ago = dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    registry.mark_seen(NS, {"old.pdf": year_ago.timestamp(), "fresh.pdf": None}, at=year_ago)
+    registry.mark_seen(NS, {"fresh.pdf": None}, at=year_ago + dt.timedelta(days=300))
+    old, fresh = registry.get(NS, "old.pdf"), registry.get(NS, "fresh.pdf")
+    assert timestamp_of(old.source_modified_at) == year_ago.timestamp() == timestamp_of(old.last_seen_at)
+    assert fresh.source_modified_at is None and timestamp_of(fresh.last_seen_at) == year_ago.timestamp() + 300 * 86_400
+
+    now = (year_ago + dt.timedelta(days=310)).timestamp()
+    rows = registry.documents(NS)
+    assert [r.doc for r in expired_documents(rows, Retention(by="modified", days=30), now)] == ["old.pdf"]
+    # gone.pdf was last seen when it was recorded (today), so only old.pdf is unseen for 30 days
+    assert [r.doc for r in expired_documents(rows, Retention(by="last_seen", days=30), now)] == ["old.pdf"]
+    assert expired_documents(rows, None, now) == []
+
+    registry.remove(NS, ["old.pdf", "never-seen.pdf"])
+    assert [r.doc_id for r in registry.documents(NS)] == ["fresh.pdf", "gone.pdf"]
+    assert registry.get("other", "old.pdf") is not None  # another namespace's row of that name stays

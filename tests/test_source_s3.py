@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from uuid import uuid4
 
@@ -122,6 +123,7 @@ def test_fetch_downloads_into_the_workdir_and_hashes(s3, bucket: str, settings: 
     assert Path(fetched.path).is_relative_to(tmp_path)
     assert fetched.content_sha256 == hashlib.sha256(data).hexdigest()
     assert fetched.doc_id == "pump/manual.pdf" and fetched.etag == md5(data)
+    assert abs(doc.modified - time.time()) < 600  # LastModified: what a retention by modification time reads
 
 
 def test_plan_skips_unchanged_objects_by_etag_and_retires_deleted_ones(s3, bucket: str, settings: Settings) -> None:

@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default="default")
     p.set_defaults(run=_documents)
 
+    p = sub.add_parser("prune", help="remove a namespace's documents past its retention (see what goes with --dry-run)")
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
+    p.add_argument("--by", choices=["modified", "last_seen"], help="instead of the configured retention (with --days)")
+    p.add_argument("--days", type=float, help="instead of the configured retention (with --by)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_prune)
+
     p = sub.add_parser("generations", help="a namespace's index generations (the live one marked *)")
     p.add_argument("--namespace", default="default")
     p.set_defaults(run=_generations)
@@ -163,6 +171,36 @@ def _documents(args: argparse.Namespace) -> int:
     rows = Registry(get_settings().registry_url).documents(args.namespace)
     _print_reports([DocumentReport(doc=r.doc_id, status=r.status, reason=r.reason, pages=r.pages, ocr_pages=r.ocr_pages,
                                    tables=r.tables, figures=r.figures, chunks=r.chunks, seconds=r.seconds) for r in rows])
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    """From the registry as the last ingest runs left it; the ingest run itself prunes with today's listing."""
+    from pagelens.pipeline.retention import prune, prune_plan, retention_of
+    from pagelens.settings import Retention
+
+    settings = get_settings()
+    if (args.by is None) != (args.days is None):
+        raise ValueError("--by and --days go together (a retention instead of the configured one)")
+    retention = Retention(by=args.by, days=args.days) if args.by else retention_of(args.namespace, settings)
+    if retention is None:
+        raise ValueError(f"namespace {args.namespace!r} has no retention: set it in PAGELENS_NAMESPACES "
+                         '({"<namespace>": {"sources": [...], "retention": {"by": "modified", "days": 365}}}) '
+                         "or try one with --by and --days")
+    reports = prune_plan(args.namespace, settings, retention)
+    if not args.dry_run:
+        prune(args.namespace, settings, reports)
+        if reports:
+            from pagelens.store import VectorStore
+
+            VectorStore(settings, args.namespace).flush()
+    verb = "would remove" if args.dry_run else "removed"
+    if not args.json or sys.stdout.isatty():
+        for r in reports:
+            print(f"{verb} {printable(r.doc)}  ({printable(r.reason)})")
+        print(f"namespace={args.namespace} {verb.replace(' ', '_')}={len(reports)}")
+    if args.json:
+        print(json.dumps({"namespace": args.namespace, "dry_run": args.dry_run, "documents": [r.to_dict() for r in reports]}))
     return 0
 
 

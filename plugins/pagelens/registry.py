@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import DateTime, Float, Integer, MetaData, String, Text, UniqueConstraint, create_engine, func, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql import bindparam, delete, update
 
 from pagelens.records import DocumentReport
 
@@ -50,6 +51,10 @@ class DocumentRecord(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     # JSON list of who may read it, as its chunks carry them; ["*"]: every reader of the namespace
     principals: Mapped[str] = mapped_column(Text, default='["*"]', server_default='["*"]')
+    # Retention (pipeline/retention.py): the source's modification time as last listed, and when an ingest run
+    # last listed the document. NULL: not known (rows written before revision 0003 count from `updated_at`).
+    source_modified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
 
     def readable_by(self, principals: Iterable[str] | None) -> bool:
         """Whether a reader with these principals (None: unrestricted) may see the document at all."""
@@ -201,7 +206,7 @@ class Registry:
             row.pages, row.ocr_pages, row.tables, row.figures = report.pages, report.ocr_pages, report.tables, report.figures
             row.chunks, row.seconds = report.chunks, report.seconds
             row.principals = json.dumps(sorted(set(report.principals)))
-            row.updated_at = dt.datetime.now(dt.UTC)
+            row.updated_at = row.last_seen_at = dt.datetime.now(dt.UTC)
 
     def set_principals(self, namespace: str, doc_id: str, principals: Iterable[str]) -> None:
         """Record who may read the document now (a permission change that kept its content)."""
@@ -229,6 +234,28 @@ class Registry:
                 row = SourceState(namespace=namespace, location=location)
                 session.add(row)
             row.cursor, row.updated_at = cursor, dt.datetime.now(dt.UTC)
+
+    def mark_seen(self, namespace: str, seen: dict[str, float | None], at: dt.datetime) -> None:
+        """Record that a run listed these documents at `at`; a doc id mapped to a Unix time also gets that source
+        modification time (None: keep the recorded one)."""
+        table = DocumentRecord.__table__
+        where = (table.c.namespace == namespace, table.c.doc_id == bindparam("b_doc"))
+        plain = [{"b_doc": d} for d, modified in seen.items() if modified is None]
+        dated = [{"b_doc": d, "b_modified": dt.datetime.fromtimestamp(m, dt.UTC)} for d, m in seen.items() if m is not None]
+        with self.engine.begin() as connection:
+            if plain:
+                connection.execute(update(table).where(*where).values(last_seen_at=at), plain)
+            if dated:
+                connection.execute(update(table).where(*where).values(
+                    last_seen_at=at, source_modified_at=bindparam("b_modified")), dated)
+
+    def remove(self, namespace: str, doc_ids: Iterable[str]) -> None:
+        """Delete the documents' rows (TTL pruning: nothing of them stays, not even a tombstone)."""
+        ids = list(doc_ids)
+        with Session(self.engine) as session, session.begin():
+            for start in range(0, len(ids), 500):
+                session.execute(delete(DocumentRecord).where(DocumentRecord.namespace == namespace,
+                                                             DocumentRecord.doc_id.in_(ids[start:start + 500])))
 
     def mark_deleted(self, namespace: str, doc_ids: Iterable[str]) -> None:
         query = select(DocumentRecord).filter_by(namespace=namespace).where(DocumentRecord.doc_id.in_(list(doc_ids)))

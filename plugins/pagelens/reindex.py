@@ -14,12 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from pagelens.embed import model_version
 from pagelens.pipeline.batches import BatchManifest
+from pagelens.pipeline.retention import listed_expired
 from pagelens.pipeline.stages import batches, list_sources, plan_ingest
 from pagelens.records import DocumentReport
 from pagelens.registry import DocumentRecord, Registry
@@ -136,7 +138,9 @@ def prepare_rebuild(namespace: str, settings: Settings, batch_size: int) -> tupl
         store.drop_generation(abandoned)
     generation = store.create_generation()
     mark(store, generation, state="building", started_at=_now())
-    documents = [doc for listing in listings for doc in listing.documents]
+    now = time.time()  # what the namespace's retention by modification time expires is not rebuilt
+    documents = [doc for listing in listings for doc in listing.documents
+                 if not listed_expired(doc, config.retention, now)]
     log.info("Rebuilding %s into %s: %d documents from %d sources", namespace, generation, len(documents),
              len(listings))
     version = model_version(settings)

@@ -14,11 +14,20 @@ TEXT_DIM = 384
 IMAGE_DIM = 512
 
 
+class Retention(BaseModel):
+    """How long a namespace keeps a document (TTL pruning, `pipeline/retention.py`)."""
+
+    # modified: the source's modification time; last_seen: the last ingest run whose listing found it
+    by: Literal["modified", "last_seen"]
+    days: float = Field(gt=0)
+
+
 class NamespaceConfig(BaseModel):
-    """What one namespace indexes and how its nightly reindex is judged."""
+    """What one namespace indexes, how its nightly reindex is judged and how long it keeps documents."""
 
     sources: list[str] = Field(default_factory=list)  # local folders, s3://bucket/prefix, sharepoint://site/drive
     gold: str = ""  # questions (the eval JSONL format) the reindex gate measures; empty = no gate
+    retention: Retention | None = None  # None: documents stay while their source has them
 
 
 class Settings(BaseSettings):

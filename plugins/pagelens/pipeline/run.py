@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from pagelens.embed import model_version
 from pagelens.jobmetrics import push_ingest_run
+from pagelens.names import printable
 from pagelens.pipeline.batches import BatchManifest
 from pagelens.pipeline.stages import batches, finish_ingest, list_sources, plan_ingest
+from pagelens.records import DocumentReport
 from pagelens.sources import SourceError
 from pagelens.store import VectorStore, validate_namespace
 
@@ -71,6 +73,8 @@ class NamespacePlan:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # reports of documents left alone
     gone: list[str] = field(default_factory=list)
     cursors: dict[str, str] = field(default_factory=dict)
+    expired: list[dict[str, Any]] = field(default_factory=list)  # reports of documents past the retention: pruned
+    seen: dict[str, float | None] = field(default_factory=dict)  # what the listing found (Plan.seen)
     planned_at: float = field(default_factory=time.time)  # Unix time: the run's duration in its job metrics
 
 
@@ -108,10 +112,13 @@ def plan_run(targets: dict[str, list[str]], settings: Settings, batch_size: int)
         for number, documents in enumerate(cut):
             run.manifests[f"{namespace}-{number:04d}"] = BatchManifest(namespace, documents, None, version)
         run.namespaces[namespace] = NamespacePlan(listed=sum(len(li.documents) for li in listings), gone=plan.gone,
-                                                  skipped=[r.to_dict() for r in plan.skipped], cursors=plan.cursors)
-        log.info("Plan %s: %d listed in %d sources, %d to index in %d batches, %d unchanged, %d gone", namespace,
-                 run.namespaces[namespace].listed, len(locations), len(plan.to_index), len(cut), len(plan.skipped),
-                 len(plan.gone))
+                                                  skipped=[r.to_dict() for r in plan.skipped], cursors=plan.cursors,
+                                                  expired=[r.to_dict() for r in plan.expired], seen=plan.seen)
+        log.info("Plan %s: %d listed in %d sources, %d to index in %d batches, %d unchanged, %d gone, %d expired",
+                 namespace, run.namespaces[namespace].listed, len(locations), len(plan.to_index), len(cut),
+                 len(plan.skipped), len(plan.gone), len(plan.expired))
+        for report in plan.expired:  # the dry-run report of what `finish` prunes
+            log.info("Plan %s: prune %s (%s)", namespace, printable(report.doc), report.reason)
     if targets and all(p.error for p in run.namespaces.values()):
         raise SourceError("no source could be listed: " + "; ".join(p.error for p in run.namespaces.values()))
     return run
@@ -141,7 +148,9 @@ def finish_run(indexed: Iterable[dict[str, Any]], namespaces: dict[str, dict[str
     for namespace, plan in namespaces.items():
         if namespace in failed:
             continue
-        deleted = finish_ingest(namespace, settings, plan["gone"], plan["cursors"])
+        deleted = finish_ingest(namespace, settings, plan["gone"], plan["cursors"],
+                                [DocumentReport(**r) for r in plan.get("expired", [])], plan.get("seen", {}),
+                                plan.get("planned_at"))
         documents += [{**r, "namespace": namespace} for r in plan["skipped"]]
         documents += [{**r.to_dict(), "namespace": namespace} for r in deleted]
     per_namespace = {ns: _counts(d for d in documents if d["namespace"] == ns) for ns in namespaces}

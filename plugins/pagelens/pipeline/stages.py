@@ -8,6 +8,7 @@ exactly these two functions per batch; the CLI and the eval run both in one proc
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pagelens.pipeline import handoff
 from pagelens.pipeline.batches import ParsedBatch
 from pagelens.pipeline.handoff import Parsed
 from pagelens.pipeline.permissions import PERMISSIONS_CHANGED, apply_permissions, permissions_changed
+from pagelens.pipeline.retention import expired_documents, expiry_reason, listed_expired, prune, retention_of, timestamp_of
 from pagelens.records import Chunk, DocumentReport, Page
 from pagelens.redact import blur_faces, redact_text
 from pagelens.registry import DocumentRecord, Registry
@@ -45,6 +47,8 @@ class Plan:
     skipped: list[DocumentReport] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # indexed before, no longer in the source
     cursors: dict[str, str] = field(default_factory=dict)  # location -> where its next listing continues
+    expired: list[DocumentReport] = field(default_factory=list)  # past the namespace's retention: to prune
+    seen: dict[str, float | None] = field(default_factory=dict)  # listed now -> new source mtime (None: as recorded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,9 +68,10 @@ def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> 
     """Diff listings against the registry: changed or new documents are indexed, the rest skipped.
 
     Unchanged means the same source version marker (etag) with the same models, so an unchanged corpus
-    costs a listing and one registry query; content hashes are checked only for documents fetched.
+    costs a listing and one registry query; content hashes are checked only for documents fetched. With a
+    retention (`pipeline/retention.py`) the plan also names what expires; it notes what was seen either way.
     """
-    version = model_version(settings)
+    version, retention, now = model_version(settings), retention_of(namespace, settings), time.time()
     rows = {r.doc_id: r for r in Registry(settings.registry_url).documents(namespace)}
     plan, claimed = Plan(), {}  # doc id -> the location that listed it first
     for listing in listings:
@@ -76,6 +81,12 @@ def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> 
             if first != listing.location:  # two sources of one namespace name a file alike: keep the first
                 plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason=(
                     f"duplicate: {first} already lists this name; rename one or use separate namespaces")))
+                continue
+            plan.seen[doc.doc_id] = _new_modified(doc, row)
+            if listed_expired(doc, retention, now):  # an indexed one is pruned below; a new one never indexed
+                if row is None or row.status == "deleted":
+                    plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped",
+                                                       reason=expiry_reason(retention, doc.modified)))
             elif row is not None and row.unchanged(doc.etag, version) and not permissions_changed(row, doc, version):
                 plan.skipped.append(DocumentReport(doc=doc.doc_id, status="skipped", reason="unchanged"))
             else:
@@ -85,9 +96,23 @@ def plan_ingest(listings: list[Listing], namespace: str, settings: Settings) -> 
         if listing.complete:
             plan.gone += sorted(d for d in live - listed if rows[d].location == listing.location)
         plan.gone += sorted(d for d in _moved_or_deleted(listing, rows) - listed if d not in plan.gone)
+        if not listing.complete:  # a delta lists changes only: the location's other live documents are still there
+            plan.seen.update({d: None for d, row in rows.items() if d not in plan.seen and row.status != "deleted"
+                              and row.location == listing.location and d not in plan.gone})
         if listing.cursor:
             plan.cursors[listing.location] = listing.cursor
+    gone = set(plan.gone)
+    for doc_id in gone:
+        plan.seen.pop(doc_id, None)
+    plan.expired = [r for r in expired_documents(rows.values(), retention, now, plan.seen) if r.doc not in gone]
     return plan
+
+
+def _new_modified(doc: SourceDocument, row: DocumentRecord | None) -> float | None:
+    """The listed modification time when the registry does not hold it yet (None: nothing new to write)."""
+    if not doc.modified or (row is not None and abs(timestamp_of(row.source_modified_at) - doc.modified) < 0.001):
+        return None
+    return doc.modified
 
 
 def _moved_or_deleted(listing: Listing, rows: dict[str, DocumentRecord]) -> set[str]:
@@ -308,14 +333,19 @@ def retire_missing(doc_ids: list[str], namespace: str, settings: Settings) -> li
 
 
 def finish_ingest(namespace: str, settings: Settings, gone: list[str] | None = None,
-                  cursors: dict[str, str] | None = None) -> list[DocumentReport]:
-    """Retire removed documents, seal new segments (queries then hit the index instead of brute force),
-    and only then save the delta cursors: a run that failed earlier re-reads the same changes."""
+                  cursors: dict[str, str] | None = None, expired: list[DocumentReport] | None = None,
+                  seen: dict[str, float | None] | None = None, seen_at: float | None = None) -> list[DocumentReport]:
+    """Retire removed documents, prune expired ones, note when the rest was seen, seal new segments (queries
+    then hit the index instead of brute force), and only then save the delta cursors: a run that failed earlier
+    re-reads the same changes."""
     deleted = retire_missing(gone, namespace, settings) if gone else []
+    deleted += prune(namespace, settings, expired or [])
+    registry = Registry(settings.registry_url)
+    if seen:
+        registry.mark_seen(namespace, seen, dt.datetime.fromtimestamp(seen_at or time.time(), dt.UTC))
     store = VectorStore(settings, namespace)
     store.ensure_collection()
     store.flush()
-    registry = Registry(settings.registry_url)
     for location, cursor in (cursors or {}).items():
         registry.save_cursor(namespace, location, cursor)
     return deleted
@@ -332,6 +362,6 @@ def ingest(locations: str | list[str], namespace: str, settings: Settings, batch
     reports = list(plan.skipped)
     for batch in batches(plan.to_index, batch_size):
         reports += index_batch(batch, namespace, settings, on_document)
-    reports += finish_ingest(namespace, settings, plan.gone, plan.cursors)
+    reports += finish_ingest(namespace, settings, plan.gone, plan.cursors, plan.expired, plan.seen, started)
     push_ingest_run(settings, namespace, [r.to_dict() for r in reports], time.time() - started)
     return reports

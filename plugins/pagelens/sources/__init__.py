@@ -27,6 +27,7 @@ class SourceDocument:
     location: str = ""  # the source it was listed from, to reopen it in another process
     path: str = ""  # a local file the parser can open, once fetched
     content_sha256: str = ""
+    modified: float = 0.0  # the source's modification time (Unix seconds; 0 = unknown): retention by "modified"
     # Who may read it: "*" = every reader of the namespace (local, S3, GCS); SharePoint names users and groups
     principals: list[str] = field(default_factory=lambda: ["*"])
 

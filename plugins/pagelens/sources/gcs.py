@@ -23,6 +23,8 @@ from pagelens.sources import DocumentVanished, Listing, SourceDocument, SourceEr
 from pagelens.sources.local import file_sha256
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from pagelens.settings import Settings
 
 
@@ -51,12 +53,14 @@ class GCSSource:
         """Names and generations of all objects (paginated by the library, no content); folder placeholders left out."""
         with self.errors():
             blobs = list(self.client.list_blobs(self.bucket_name, prefix=self.prefix or None))
-        documents = [self.document(b.name, b.generation) for b in blobs if not b.name.endswith("/")]
+        documents = [self.document(b.name, b.generation, getattr(b, "updated", None))
+                     for b in blobs if not b.name.endswith("/")]
         return Listing(location=self.location, documents=documents, complete=True)
 
-    def document(self, name: str, generation: int | None) -> SourceDocument:
+    def document(self, name: str, generation: int | None, updated: dt.datetime | None = None) -> SourceDocument:
         return SourceDocument(doc_id=name.removeprefix(self.prefix), source_uri=f"gs://{self.bucket_name}/{name}",
-                              etag=str(generation or ""), location=self.location)
+                              etag=str(generation or ""), location=self.location,
+                              modified=updated.timestamp() if updated else 0.0)
 
     def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
         """Download the object's current generation into `workdir`, hashing on the way; the etag becomes the

@@ -42,7 +42,8 @@ class LocalSource:
             if path.name.startswith("."):
                 continue
             documents.append(SourceDocument(doc_id=path.relative_to(base).as_posix(), source_uri=path.as_uri(),
-                                            etag=_etag(path), location=self.location, path=str(path)))
+                                            etag=_etag(path), location=self.location, path=str(path),
+                                            modified=_modified(path)))
         return Listing(location=self.location, documents=documents)
 
     def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
@@ -83,6 +84,13 @@ class LocalSource:
 def _file_or_link(path: Path) -> bool:
     """Regular files, and symlinks to files (inside or out: those outside are refused at fetch, and so reported)."""
     return path.is_file() or (path.is_symlink() and not path.is_dir())
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # a dangling link
+        return 0.0
 
 
 def _etag(path: Path) -> str:

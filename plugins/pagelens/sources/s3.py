@@ -65,9 +65,10 @@ class S3Source:
         return Listing(location=self.location, documents=documents, complete=True)
 
     def document(self, obj: dict[str, Any]) -> SourceDocument:
-        key = obj["Key"]
+        key, modified = obj["Key"], obj.get("LastModified")
         return SourceDocument(doc_id=key.removeprefix(self.prefix), source_uri=f"s3://{self.bucket}/{key}",
-                              etag=str(obj.get("ETag", "")).strip('"'), location=self.location)
+                              etag=str(obj.get("ETag", "")).strip('"'), location=self.location,
+                              modified=modified.timestamp() if modified else 0.0)
 
     def fetch(self, doc: SourceDocument, workdir: Path) -> SourceDocument:
         """Download into `workdir`, hashing on the way; the etag becomes that of the bytes actually read."""

@@ -18,6 +18,7 @@ The version marker is the item's cTag (content tag) where Graph returns one, els
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ITEM_FIELDS = "id,name,file,folder,package,deleted,root,parentReference,cTag,eTag"
+ITEM_FIELDS = "id,name,file,folder,package,deleted,root,parentReference,cTag,eTag,lastModifiedDateTime"
 # Delta rounds also report items whose sharing changed (same content, same cTag): their permissions are read again.
 SHARING_CHANGES = {"Prefer": "deltashowsharingchanges, hierarchicalsharing"}
 
@@ -145,7 +146,7 @@ class SharePointSource:
                 continue
             documents.append(SourceDocument(doc_id=doc_id, source_uri=self.item_uri(item_id), location=self.location,
                                             etag=str(item.get("cTag") or item.get("eTag") or ""),
-                                            principals=self.principals(item_id)))
+                                            modified=_modified(item), principals=self.principals(item_id)))
         cursor = json.dumps({"delta_link": page.delta_link, "folders": paths.folders()}, separators=(",", ":"))
         return Listing(location=self.location, documents=documents, deleted=deleted, complete=complete, cursor=cursor)
 
@@ -251,3 +252,12 @@ class FolderPaths:
         folders.update({i: self.drive_path(i) for i in self.new})
         folder = self.source.folder
         return {i: p for i, p in folders.items() if not folder or p == folder or p.startswith(folder + "/")}
+
+
+def _modified(item: dict[str, Any]) -> float:
+    """The item's `lastModifiedDateTime` (ISO 8601, UTC) as Unix seconds; 0 when Graph sent none."""
+    when = item.get("lastModifiedDateTime") or ""
+    try:
+        return dt.datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp() if when else 0.0
+    except ValueError:
+        return 0.0
