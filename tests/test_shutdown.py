@@ -1,5 +1,5 @@
-"""Killed and stopped processes leave nothing behind, and a rerun converges (issue 11): SIGTERM to `pagelens
-ingest` mid-OCR, SIGTERM and SIGKILL to `pagelens store serve`, kill -9 of a whole ingest process group.
+"""Killed and stopped processes leave nothing behind, and a rerun converges (issue 11): SIGTERM and SIGINT to
+`pagelens ingest` mid-OCR, SIGTERM, SIGINT and SIGKILL to `pagelens store serve`, kill -9 of a whole ingest process group.
 Real processes, real signals; what is left is read from `ps`."""
 
 from __future__ import annotations
@@ -97,13 +97,15 @@ def scans(sample_docs: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_sigterm_to_ingest_ends_its_parse_workers_and_tesseract_and_a_rerun_converges(scans, tmp_path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_sigint_to_ingest_ends_its_parse_workers_and_tesseract_and_a_rerun_converges(scans, tmp_path,
+                                                                                                sig) -> None:
     data_dir = tmp_path / "data"
     process = ingest(scans, data_dir)
     try:
         wait_for(lambda: any("tesseract" in row for row in session_processes(process.pid)), 120, "Tesseract to run")
         assert len([r for r in session_processes(process.pid) if "multiprocessing" in r]) >= 1
-        process.send_signal(signal.SIGTERM)  # to the ingest process only, as a supervisor would
+        process.send_signal(sig)  # to the ingest process only, as a supervisor (or `kill -INT`) would
         process.wait(timeout=30)
         assert process.returncode != 0
         wait_for(lambda: not session_processes(process.pid), 10, "nothing left of the run")
@@ -155,7 +157,7 @@ def store_serve(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], int]:
     return process, child
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_stopping_store_serve_stops_its_lite_server_and_frees_the_file(tmp_path, sig) -> None:
     data_dir = tmp_path / "data"
     process, child = store_serve(data_dir, free_port())
