@@ -107,7 +107,8 @@ def library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jwks_url: str) -> I
 
 
 def _leaks(client: Any, headers: dict[str, str], allowed: set[str]) -> list[str]:
-    """Every content route, every mode, filters naming each document: what came back that should not have."""
+    """Every content route (search, query, chat completions), every mode, filters naming each document: what came
+    back that should not have."""
     leaked = []
     for question, mode, doc in itertools.product(QUESTIONS, MODES, [None, *FILES]):
         body = {"question": question, "namespace": "corp", "mode": mode, "k": 10,
@@ -120,6 +121,23 @@ def _leaks(client: Any, headers: dict[str, str], allowed: set[str]) -> list[str]
             leaked += [f"{route} {mode} {c['doc']}" for c in cited if c["doc"] not in allowed]
             text = json.dumps(data)
             leaked += [f"{route} {mode} text:{w}" for w in ("cobalt", "saffron", "walrus", "canteen")
+                       if w in text and not any(w in FILES[d][0] for d in allowed)]
+    for question, doc in itertools.product(QUESTIONS, [None, *FILES]):  # the OpenAI-compatible route, plain and streamed
+        body = {"model": "corp", "messages": [{"role": "user", "content": question}], "k": 10,
+                **({"filters": {"doc": doc}} if doc else {})}
+        response = client.post("/v1/chat/completions", json=body, headers=headers)
+        assert response.status_code == 200, response.get_json()
+        answer = response.get_json()["pagelens"]["answer"]
+        leaked += [f"chat {c['doc']}" for c in answer["citations"] if c["doc"] not in allowed]
+        asked = json.dumps(question)[1:-1]  # the reply names the question asked; that is no leak
+        text = response.get_data(as_text=True).replace(asked, "")
+        leaked += [f"chat text:{w}" for w in ("cobalt", "saffron", "walrus", "canteen")
+                   if w in text and not any(w in FILES[d][0] for d in allowed)]
+        if doc is None:
+            streamed = client.post("/v1/chat/completions", json={**body, "stream": True}, headers=headers)
+            assert streamed.status_code == 200
+            text = streamed.get_data(as_text=True).replace(asked, "")
+            leaked += [f"chat stream text:{w}" for w in ("cobalt", "saffron", "walrus", "canteen")
                        if w in text and not any(w in FILES[d][0] for d in allowed)]
     for doc in FILES:
         page = client.get(f"/v1/documents/{doc}/pages/1.png?namespace=corp", headers=headers)
