@@ -266,3 +266,33 @@ def test_renders_are_bounded_per_worker_and_a_request_that_cannot_get_a_slot_is_
     assert busy.status_code == 503 and busy.get_json()["error"]["code"] == "render_busy"
     assert busy.headers["Retry-After"] == "5"
     png_of(client.get(page_url("pii.pdf")))  # the slot is free again
+
+
+def test_llm_page_images_keep_the_same_render_cap(indexed, tmp_path: Path) -> None:
+    """The pages sent to a vision LLM go through the same cap: an oversized page is left out, fast, not rendered."""
+    from reportlab.pdfgen import canvas
+
+    from pagelens.pageimage import hit_page_images
+    from pagelens.records import Hit
+
+    path = tmp_path / "poster.pdf"
+    pdf = canvas.Canvas(str(path), pagesize=(14400, 14400))
+    pdf.drawString(72, 72, "A very large page")
+    pdf.save()
+    settings, _ = indexed
+    sha = file_sha256(path)
+    content_store(settings).put(sha, path)
+    content_store(settings).put_json(sha, "pii-v1", {"1": []})
+    Registry(settings.registry_url).record("ns", DocumentReport(doc="llm-poster.pdf", status="indexed", pages=1,
+                                                                source_uri=path.as_uri(), content_sha256=sha), "v")
+    page_png = hit_page_images(settings, "ns")
+    hit = Hit(id="1", doc_id="llm-poster.pdf", page=1, kind="text", bbox=[72, 60, 200, 80], score=1.0, text="")
+    peak_before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    assert page_png(hit) is None
+    seconds, grown_mb = time.perf_counter() - started, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert seconds < 2 and grown_mb < 100, (seconds, grown_mb)
+    small = Settings(**{**settings.model_dump(), "max_render_pixels": 10_000})  # the setting decides, for LLM pages too
+    assert hit_page_images(small, "ns")(Hit(id="2", doc_id="pii.pdf", page=1, kind="text", bbox=[72, 60, 200, 80],
+                                            score=1.0, text="")) is None
+    assert hit_page_images(settings, "ns")(Hit(id="2", doc_id="pii.pdf", page=1, kind="text", bbox=[72, 60, 200, 80],
+                                               score=1.0, text="")) is not None
