@@ -140,6 +140,24 @@ def test_faces_are_blurred_in_served_pages(indexed, client, monkeypatch) -> None
     assert np.array_equal(blurred[y + 2 * h:], sharp[y + 2 * h:])
 
 
+def test_a_photographed_face_is_blurred_in_the_served_scan(tmp_path: Path) -> None:
+    """No stand-in detector: a real portrait, ingested as a scan, is served with the face blurred."""
+    from tests.test_redact import portrait, sharpness
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    portrait().convert("RGB").save(folder / "badge-photo.png", dpi=(72, 72))
+    settings = Settings(data_dir=tmp_path / "data", api_auth=False, api_warm_on_start=False, api_page_dpi=72)
+    [report] = ingest(str(folder), "ns", settings)
+    assert report.status == "indexed", report.to_dict()
+    served = png_of(create_app(settings).test_client().get(page_url("badge-photo.png")))
+    original = np.asarray(portrait().convert("RGB"), dtype=np.int16)
+    assert served.shape == original.shape
+    face = (slice(100, 331), slice(149, 380))  # where OpenCV's cascade finds it in the photo
+    assert sharpness(served[face]) < sharpness(original[face]) / 4
+    assert np.abs(served[360:] - original[360:]).max() <= 2  # the rest as it was (PNG of the decoded JPEG)
+
+
 def test_personal_data_reaches_neither_answers_nor_document_names(client) -> None:
     answer = client.post("/v1/query", json={"question": "Which number should the customer call?", "namespace": "ns",
                                             "k": 3}).get_json()["answer"]

@@ -186,9 +186,29 @@ def test_blur_faces_fails_loudly_without_a_detector() -> None:
         blur_faces(_noise())
 
 
-@pytest.mark.skip(reason="no photo of a face ships with any installed package, and tests run offline")
+def portrait() -> Image.Image:
+    """A real photograph of a face: Grace Hopper's portrait, which matplotlib ships as sample data."""
+    import importlib.resources
+
+    return Image.open(importlib.resources.files("matplotlib") / "mpl-data" / "sample_data" / "grace_hopper.jpg")
+
+
+def sharpness(pixels: np.ndarray) -> float:
+    gray = pixels.astype(float).mean(axis=2)
+    return float(np.abs(np.diff(gray, axis=0)).mean() + np.abs(np.diff(gray, axis=1)).mean())
+
+
+@needs_detector
 def test_blur_faces_blurs_a_real_face() -> None:
-    raise AssertionError("unreachable")
+    image = portrait().convert("RGB")
+    [(x, y, w, h)] = _face_boxes(np.asarray(image.convert("L")), _cascade())
+    assert w > 100 and h > 100  # the detector finds the face in the photo
+    before, after = np.asarray(image), np.asarray(blur_faces(image))
+    face = (slice(y, y + h), slice(x, x + w))
+    assert sharpness(after[face]) < sharpness(before[face]) / 4
+    pad_y = round(h * 0.1) + 1
+    assert np.array_equal(after[y + h + pad_y:], before[y + h + pad_y:])  # below the padded box: untouched
+    assert _face_boxes(np.asarray(Image.fromarray(after).convert("L")), _cascade()) == []  # not found again
 
 
 # -- formats the adversarial pass found stored as they were (issue 11) --------------------------------------------
