@@ -239,15 +239,15 @@ class Registry:
         """Record that a run listed these documents at `at`; a doc id mapped to a Unix time also gets that source
         modification time (None: keep the recorded one)."""
         table = DocumentRecord.__table__
-        where = (table.c.namespace == namespace, table.c.doc_id == bindparam("b_doc"))
-        plain = [{"b_doc": d} for d, modified in seen.items() if modified is None]
+        plain = [d for d, modified in seen.items() if modified is None]  # most of a run: one statement per 500
         dated = [{"b_doc": d, "b_modified": dt.datetime.fromtimestamp(m, dt.UTC)} for d, m in seen.items() if m is not None]
         with self.engine.begin() as connection:
-            if plain:
-                connection.execute(update(table).where(*where).values(last_seen_at=at), plain)
+            for start in range(0, len(plain), 500):
+                connection.execute(update(table).where(table.c.namespace == namespace,
+                                                       table.c.doc_id.in_(plain[start:start + 500])).values(last_seen_at=at))
             if dated:
-                connection.execute(update(table).where(*where).values(
-                    last_seen_at=at, source_modified_at=bindparam("b_modified")), dated)
+                connection.execute(update(table).where(table.c.namespace == namespace, table.c.doc_id == bindparam("b_doc"))
+                                   .values(last_seen_at=at, source_modified_at=bindparam("b_modified")), dated)
 
     def remove(self, namespace: str, doc_ids: Iterable[str]) -> None:
         """Delete the documents' rows (TTL pruning: nothing of them stays, not even a tombstone)."""
