@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 BAD_REASONS = {  # file -> the kind of reason it must be quarantined with
     "invalid.pdf": "corrupt", "empty.pdf": "empty", "PDFBOX-3148-2-fuzzed.pdf": "corrupt",
     "poppler-90-0-fuzzed.pdf": "corrupt", "bomb_giant.pdf": "decompression-bomb",
-    "issue-1113-evil-xobjects.pdf": "corrupt", "malformed-from-issue-932.pdf": "corrupt",
+    "issue-1113-evil-xobjects.pdf": "corrupt",
     "zen_of_python_corrupted.pdf": "corrupt", "password-example.pdf": "encrypted", "health_protected.pdf": "encrypted",
 }
 
@@ -79,3 +79,57 @@ def test_rotated_scan_in_the_corpus_is_ocred_upright(shared_eval, settings) -> N
     assert rotated.ocr and rotated.width < rotated.height  # /Rotate 90 applied before OCR
     words = " ".join(b.text for b in rotated.blocks).split()
     assert len(words) > 50
+
+
+def _rewritten(tmp_path, name: str, change) -> object:
+    """A born-digital PDF whose structure `change(pdf)` alters after reportlab wrote it (saved by qpdf)."""
+    import pikepdf
+
+    from tiny_pdf import tiny_pdf
+
+    source = tmp_path / "source.pdf"
+    source.write_bytes(tiny_pdf("The pump delivers 40 litres per minute. Its housing is cast iron."))
+    path = tmp_path / name
+    with pikepdf.open(source) as pdf:
+        change(pdf)
+        pdf.save(path)
+    return path
+
+
+def test_a_mediabox_given_by_its_other_corners_is_read(tmp_path, settings) -> None:
+    """ISO 32000 lets a rectangle name any two opposite corners; readers normalise [0 0 595 -842]."""
+    def flip(pdf) -> None:
+        pdf.pages[0].obj["/MediaBox"] = [0, 842, 595, 0]
+
+    (page,) = extract_pages(_rewritten(tmp_path, "flipped.pdf", flip), settings)
+    assert "40 litres per minute" in " ".join(b.text for b in page.blocks)
+    assert (round(page.width), round(page.height)) == (595, 842)
+
+
+def test_an_empty_mediabox_is_still_refused(tmp_path, settings) -> None:
+    def flatten(pdf) -> None:
+        pdf.pages[0].obj["/MediaBox"] = [0, 0, 595, 0]
+
+    with pytest.raises(DocumentError) as info:
+        extract_pages(_rewritten(tmp_path, "flat.pdf", flatten), settings)
+    assert info.value.reason.startswith("corrupt:") and "empty MediaBox" in info.value.reason
+
+
+@pytest.mark.corpus
+def test_the_flipped_mediabox_of_pdfplumbers_repair_case_is_normalised(shared_eval, settings) -> None:
+    """bad/malformed-from-issue-932.pdf: its MediaBox names the top-left and bottom-right corners, so pdfminer put
+    its text below the page until Ghostscript rewrote it. That is legal PDF; read as PDFium reads it, no repair."""
+    (page,) = extract_pages(shared_eval / "bad" / "malformed-from-issue-932.pdf", settings)
+    assert (round(page.width), round(page.height)) == (631, 842)
+    assert page.blocks and all(0 <= b.bbox[1] <= b.bbox[3] <= page.height for b in page.blocks)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name, words", [
+    ("test_3725.pdf", "TDR Modifications"),  # its page tree loops: qpdf refuses, PDFium and poppler read it
+    ("test_4147.pdf", "CALIFORNIA RESIDENTIAL PURCHASE"),  # the same, a scan with a text layer
+    ("cs-en-us-pbms.pdf", "Manhattan South"),  # MediaBox [0 0 612 -792]
+])
+def test_pdfs_other_readers_open_are_not_quarantined(shared_eval, settings, name, words) -> None:
+    pages = extract_pages(shared_eval / "distractors" / name, settings)
+    assert len(pages) == 1 and words in " ".join(b.text for b in pages[0].blocks)

@@ -100,10 +100,12 @@ def test_bad_files_are_quarantined_while_the_batch_lands(shared_eval, sample_doc
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     status = {d["doc"]: (d["status"], d["reason"]) for d in report["documents"]}
     assert len(status) == 12
-    for name in (p.name for p in (shared_eval / "bad").iterdir()):
+    readable = "malformed-from-issue-932.pdf"  # only its MediaBox corners are flipped, which readers normalise
+    for name in (p.name for p in (shared_eval / "bad").iterdir() if p.name != readable):
         assert status[name][0] == "quarantined" and ":" in status[name][1], name
     assert status["acme_annual_report.pdf"][0] == status["warehouse_inspection_scan.png"][0] == "indexed"
-    assert report["quarantined"] == 10 and report["indexed"] == 2
+    assert status[readable][0] == "indexed"
+    assert report["quarantined"] == 9 and report["indexed"] == 3
 
 
 def test_a_file_deleted_after_listing_is_reported_while_the_batch_lands(inbox, settings) -> None:

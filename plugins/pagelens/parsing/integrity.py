@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 from pagelens.errors import CorruptDocument
+from pagelens.parsing.preflight import qpdf_cannot_walk_pages
 
 _DECODE_FAILURES = ("error decoding stream data", "getStreamData")
 
@@ -18,7 +19,13 @@ def check_content_streams(path: Path, password: str | None, first: int, last: in
     """Raise CorruptDocument when a page's content stream in [first, last] cannot be decoded or tokenised."""
     import pikepdf
 
-    with pikepdf.open(path, password=password or "") as pdf:
+    try:
+        pdf = pikepdf.open(path, password=password or "")
+    except pikepdf.PdfError as exc:
+        if qpdf_cannot_walk_pages(exc):
+            return  # pre-flight checked it with PDFium; qpdf cannot reach its pages to tokenise them
+        raise CorruptDocument(f"qpdf cannot read the file ({exc})"[:300]) from exc
+    with pdf:
         for number in range(first, min(last, len(pdf.pages)) + 1):
             page = pdf.pages[number - 1]
             for stream in _content_streams(page.obj.get("/Contents")):
