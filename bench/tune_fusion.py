@@ -2,12 +2,14 @@
 
 Usage: python bench/tune_fusion.py legs QUESTIONS... --docs DIR [--docs DIR] --out legs.json.gz
        python bench/tune_fusion.py tune legs.json.gz [--folds 5]
+       python bench/tune_fusion.py rerank legs.json.gz [--folds 5] [--dense-weights W ...]
        python bench/tune_fusion.py abstain legs.json.gz [--dense-weight W] [--max-false-abstain 0.03]
        (`make tune` runs all three over docs/ + distractors/)
 
 `legs` runs each retriever (BM25, MiniLM, CLIP when configured) once per question against the index
 `pagelens eval` builds for those folders and keeps the raw chunk hits. `tune` then scores fusion settings
-on those hits with the product's own fusion (`pagelens.retrieve.fuse_scores`), and picks each setting on
+on those hits with the product's own fusion (`pagelens.retrieve.fuse_scores`; `rerank`: the product's second
+stage, `pagelens.rerank.rerank`, over that fusion), and picks each setting on
 k-1 folds and measures it on the held-out fold, so the figure reported for a setting is one it was not
 chosen on. Folds are stratified by question file and modality. Unanswerable questions
 (`"modality": "unanswerable"`) only enter the abstention threshold.
@@ -33,6 +35,8 @@ from pagelens.records import Hit  # noqa: E402
 from pagelens.retrieve import distinct_pages, fuse_by_page, fuse_scores  # noqa: E402
 
 DENSE_WEIGHTS = [round(i / 20, 2) for i in range(21)]
+RERANK_GRID = {"coverage": [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], "phrase": [0.0, 0.1, 0.2, 0.3, 0.4, 0.6],
+               "number": [0.0, 0.1, 0.2, 0.3]}
 
 
 def collect_legs(args: argparse.Namespace) -> None:
@@ -137,6 +141,60 @@ def tune(args: argparse.Namespace) -> None:
           f"(median of folds {statistics.median(chosen):.2f})")
 
 
+def tune_rerank(args: argparse.Namespace) -> None:
+    """Cross-validate the reranker's three weights jointly with the dense weight under it."""
+    import itertools
+
+    from pagelens.rerank import RerankWeights, page_evidence, reordered
+    from pagelens.settings import get_settings
+
+    settings = get_settings()
+    rows = [r for r in load_rows(args.legs) if r["pages"]]
+    dense_weights = args.dense_weights or [settings.dense_weight]
+    grid = [(w, *g) for w in dense_weights for g in itertools.product(*RERANK_GRID.values())]
+    tables = {}
+    for w in dense_weights:
+        fused = [fuse_scores(r["hits"], {"bm25": 1 - w, "dense": w}) for r in rows]
+        evidence = [page_evidence(r["question"], f, (h for leg in r["hits"].values() for h in leg), settings.rerank_pages)
+                    for r, f in zip(rows, fused, strict=True)]
+        for g in itertools.product(*RERANK_GRID.values()):
+            ranked = iter([reordered(f, e, RerankWeights(*g)) for f, e in zip(fused, evidence, strict=True)])
+            tables[(w, *g)] = table_for(rows, lambda _r, ranked=ranked: next(ranked))
+    legs = {"bm25": table_for(rows, lambda r: r["hits"]["bm25"]), "dense": table_for(rows, lambda r: r["hits"]["dense"])}
+    steps = {"dense": dense_weights, **RERANK_GRID}
+
+    def smoothed(g: tuple[float, ...], idx: list[int]) -> float:
+        """recall@1 + 0.5 recall@5 on idx, averaged over g and its grid neighbours (one step in each weight)."""
+        at = [steps[k].index(v) for k, v in zip(steps, g, strict=True)]
+        near = [n for n in grid if all(abs(steps[k].index(v) - a) <= 1 for k, v, a in zip(steps, n, at, strict=True))]
+        return mean([sum(tables[n][i][0] + 0.5 * tables[n][i][1] for i in idx) for n in near])
+
+    def choose(idx: list[int]) -> tuple[float, ...]:
+        return max(grid, key=lambda g: (round(smoothed(g, idx), 6), -sum(g[1:])))
+
+    def plain(g: tuple[float, ...]) -> tuple[float, ...]:
+        return (g[0], 0.0, 0.0, 0.0)  # the same dense weight, no second stage
+
+    folds = stratified_folds(rows, args.folds)
+    held: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for n, test in enumerate(folds):
+        g = choose([i for i in range(len(rows)) if i not in set(test)])
+        for name, table in (("rerank", tables[g]), ("fused", tables[plain(g)]), *legs.items()):
+            held[name] += [table[i] for i in test]
+        print(f"fold {n + 1} ({len(test)} q): dense {g[0]}, coverage/phrase/number {g[1:]}; held-out r@1 rerank "
+              f"{mean([tables[g][i][0] for i in test]):.3f}, fused {mean([tables[plain(g)][i][0] for i in test]):.3f}")
+    for name, values in held.items():
+        print(f"held-out {name:7} recall@1 {mean([v[0] for v in values]):.3f}  recall@5 {mean([v[1] for v in values]):.3f}")
+    final = choose(list(range(len(rows))))
+    print(f"\non all questions: dense {final[0]}, coverage/phrase/number {final[1:]}")
+    groups = sorted({(r["file"], r.get("modality", "")) for r in rows})
+    print(f"{'file / modality':28}{'n':>4}{'rerank':>8}{'fused':>8}{'bm25':>8}{'dense':>8}   (recall@1, chosen on all)")
+    for f, m in [*groups, *((f, None) for f in sorted({f for f, _ in groups}))]:
+        idx = [i for i, r in enumerate(rows) if r["file"] == f and m in (None, r.get("modality", ""))]
+        cells = [mean([t[i][0] for i in idx]) for t in (tables[final], tables[plain(final)], legs["bm25"], legs["dense"])]
+        print(f"{f + ' / ' + (m or 'all'):28}{len(idx):>4}" + "".join(f"{c:>8.3f}" for c in cells))
+
+
 def abstention(args: argparse.Namespace) -> None:
     """Cross-validate the extractive answer's abstention threshold on answerable and unanswerable questions."""
     from pagelens.answer import rank_sentences
@@ -214,6 +272,12 @@ def main() -> None:
     p.add_argument("legs")
     p.add_argument("--folds", type=int, default=5)
     p.set_defaults(run=tune)
+    p = sub.add_parser("rerank", help="cross-validate the second stage's weights on kept hits")
+    p.add_argument("legs")
+    p.add_argument("--dense-weights", type=float, nargs="+", help="fusion weights to choose from with the reranker's "
+                   "(default: the settings' alone)")
+    p.add_argument("--folds", type=int, default=5)
+    p.set_defaults(run=tune_rerank)
     p = sub.add_parser("abstain", help="cross-validate the abstention threshold on kept hits")
     p.add_argument("legs")
     p.add_argument("--dense-weight", type=float, help="fusion weight to answer from (default: the settings')")

@@ -62,6 +62,8 @@ def test_a_query_is_one_trace_under_the_callers_span_with_each_stage_a_child(api
     assert all(s.attributes["hits"] > 0 for s in legs)  # leg threads kept the request's context
     (fuse,) = receiver.named("fuse")
     assert fuse.parent_id == retrieval.span_id and fuse.start_ns >= max(s.end_ns for s in legs)
+    (second_stage,) = receiver.named("rerank")
+    assert second_stage.parent_id == retrieval.span_id and second_stage.start_ns >= fuse.end_ns
 
     (generation,) = receiver.named("generate_answer")
     assert generation.attributes["answer.mode"] == "extractive" and "llm.model" not in generation.attributes

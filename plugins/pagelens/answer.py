@@ -14,12 +14,11 @@ from typing import Any
 from pagelens.embed import text_encoder
 from pagelens.records import Answer, Citation, Hit
 from pagelens.settings import Settings
+from pagelens.terms import STOP
+from pagelens.terms import terms as _terms
 from pagelens.tracing import context_carrier, current_span_attribute, span
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
-WORD = re.compile(r"[a-z0-9][a-z0-9.,%-]*[a-z0-9%]|[a-z0-9]")
-STOP = frozenset("a an and are as at be by did do does for from has have how in is it its of on or that the this "
-                 "to was were what when where which who whom why will with according many much".split())
 NUMERIC_QUESTION = re.compile(r"\b(how (many|much|long|large|big|high|old|far)|what (percentage|share|number|"
                               r"year|date|amount|value|rate|cost|price)|when|which year)\b", re.I)
 SECOND_SENTENCE_MARGIN = 0.1  # a second sentence must score within this of the best
@@ -235,18 +234,6 @@ def _is_row(line: str) -> bool:
     tokens = line.split()
     numeric = sum(any(c.isdigit() for c in t) for t in tokens)
     return " | " in line or (len(tokens) >= 2 and numeric >= 2 and numeric >= 0.4 * len(tokens))
-
-
-def _terms(text: str) -> set[str]:
-    return {_stem(w) for w in WORD.findall(text.lower()) if w not in STOP}
-
-
-def _stem(word: str) -> str:
-    """Crude suffix stripping: enough for "conducted" to meet "conduct" and "taxis" to meet "taxi"."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix) and word.isalpha():
-            return word[: -len(suffix)]
-    return word
 
 
 SYSTEM_PROMPT = (

@@ -1,4 +1,5 @@
-"""Retrieval: BM25, MiniLM dense and CLIP text->image searched in Milvus, fused by page; always inside one namespace.
+"""Retrieval: BM25, MiniLM dense and CLIP text->image searched in Milvus, fused by page, the best pages
+re-scored by how literally they carry the question (rerank.py); always inside one namespace.
 
 The legs of a hybrid query run at once (a query costs about its slowest leg, not their sum): each waits on
 Milvus or on a model that releases the GIL, so threads suffice. Each leg is a `query_vector` span.
@@ -14,11 +15,12 @@ from typing import Any
 
 from pagelens.embed import image_encoder, text_encoder
 from pagelens.records import Hit
+from pagelens.rerank import RerankWeights, rerank
 from pagelens.settings import Settings
 from pagelens.store import VectorStore, concat_vector, quote
 from pagelens.tracing import in_current_context, span
 
-MODES = ("hybrid", "bm25", "dense", "concat", "rrf")
+MODES = ("hybrid", "fused", "bm25", "dense", "concat", "rrf")
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 
 
@@ -72,7 +74,11 @@ def _ranked(mode: str, question: str, store: VectorStore, settings: Settings, li
         else:
             hits = fuse_scores(legs, fusion_weights(settings))
         fused.set_attribute("hits", len(hits))
-    return hits
+    if mode != "hybrid":
+        return hits
+    with span("rerank", pages=settings.rerank_pages):
+        return rerank(question, hits, (h for leg in legs.values() for h in leg), rerank_weights(settings),
+                      settings.rerank_pages)
 
 
 def search_legs(question: str, store: VectorStore, settings: Settings, limit: int, expr: str = "") -> dict[str, list[Hit]]:
@@ -128,6 +134,11 @@ def fusion_weights(settings: Settings) -> dict[str, float]:
     text_share = 1.0 - settings.vision_weight if settings.clip_model else 1.0
     return {"bm25": text_share * (1 - settings.dense_weight), "dense": text_share * settings.dense_weight,
             "image": 1.0 - text_share}
+
+
+def rerank_weights(settings: Settings) -> RerankWeights:
+    return RerankWeights(coverage=settings.rerank_coverage_weight, phrase=settings.rerank_phrase_weight,
+                         number=settings.rerank_number_weight)
 
 
 def fuse_scores(legs: dict[str, list[Hit]], weights: dict[str, float]) -> list[Hit]:

@@ -83,9 +83,18 @@ class Settings(BaseSettings):
     retrieval_mode: str = "hybrid"
     vision_weight: float = 0.3  # alpha: weight of CLIP image search in fusion (and the seed's concat)
     candidates: int = 100  # per-field candidates before fusion
-    # MiniLM's share (vs BM25) in hybrid score fusion: 5-fold cross-validated over dev + dev2 with the distractors
-    # indexed (bench/tune_fusion.py; folds chose 0.65, 0.2, 0.65, 0.65, 0.3 on a broad plateau from 0.25 to 0.7).
-    dense_weight: float = 0.65
+    # MiniLM's share (vs BM25) in hybrid score fusion, chosen with the reranker's weights below by 5-fold
+    # cross-validation over dev + dev2 with the distractors indexed (bench/tune_fusion.py rerank --dense-weights
+    # 0.35 0.5 0.65: every fold chose 0.35). Score fusion alone preferred 0.25-0.4 on this index too.
+    dense_weight: float = 0.35
+    # Hybrid's second stage (rerank.py): the first rerank_pages fused pages gain these weights times their share
+    # of the question's rarer terms, its term pairs and its numbers (0 pages: the fused order). Cross-validated
+    # with dense_weight above: the folds chose coverage 0.0-0.5, phrase 0.2-0.6, number 0.0-0.3; (0.2, 0.2, 0.3)
+    # in three of five and on all questions. 40 pages held out one question better than 20.
+    rerank_pages: int = 40
+    rerank_coverage_weight: float = 0.2
+    rerank_phrase_weight: float = 0.2
+    rerank_number_weight: float = 0.3
     retrieval_concurrent: bool = True  # hybrid legs at once (a query costs its slowest leg); false: one after another
     retrieval_threads: int = 8  # leg threads per process, shared by concurrent requests (BM25 runs in the caller's)
     # Extractive answers abstain when the best sentence's support is below this. No cheap signal separated the
