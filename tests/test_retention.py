@@ -149,3 +149,15 @@ def test_sharepoint_modification_time_comes_from_graph() -> None:
     assert _modified({"lastModifiedDateTime": "2025-03-01T10:00:00Z"}) == dt.datetime(
         2025, 3, 1, 10, tzinfo=dt.UTC).timestamp()
     assert _modified({}) == 0.0 and _modified({"lastModifiedDateTime": "yesterday"}) == 0.0  # unknown: kept
+
+
+def test_a_rebuild_leaves_out_what_the_retention_by_modification_time_expires(tmp_path: Path, settings: Settings) -> None:
+    from pagelens.reindex import prepare_rebuild
+
+    folder = tmp_path / "docs"
+    _write(folder, "old.pdf", "The boiler was serviced in March 2019.", age_days=400)
+    _write(folder, "new.pdf", "The roof was inspected today.")
+    _, manifests = prepare_rebuild(NS, _with_retention(settings, [folder], Retention(by="modified", days=30)), 8)
+    assert [d["doc_id"] for m in manifests for d in m["documents"]] == ["new.pdf"]
+    _, manifests = prepare_rebuild(NS, _with_retention(settings, [folder], Retention(by="last_seen", days=30)), 8)
+    assert sorted(d["doc_id"] for m in manifests for d in m["documents"]) == ["new.pdf", "old.pdf"]
