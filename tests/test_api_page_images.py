@@ -192,20 +192,24 @@ def test_pages_of_documents_from_s3_are_served(s3, bucket, tmp_path: Path) -> No
     assert (image == 0).sum() > 500  # personal data blacked out there too
 
 
-def test_a_page_too_big_to_render_is_422_fast_and_small(indexed, client, tmp_path: Path) -> None:
-    """A 1.5 kB PDF with a 200 x 200 inch page, indexed before the cap existed: refused before rendering."""
+def _index_poster(settings, tmp_path: Path, doc: str) -> None:
+    """A 1.5 kB PDF with one 200 x 200 inch page, recorded as indexed (as before the render cap existed)."""
     from reportlab.pdfgen import canvas
 
     path = tmp_path / "poster.pdf"
     pdf = canvas.Canvas(str(path), pagesize=(14400, 14400))
     pdf.drawString(72, 72, "A very large page")
     pdf.save()
-    settings, _ = indexed
     sha = file_sha256(path)
     content_store(settings).put(sha, path)
-    Registry(settings.registry_url).record("ns", DocumentReport(doc="poster.pdf", status="indexed", pages=1,
-                                                                source_uri=path.as_uri(), content_sha256=sha), "v")
     content_store(settings).put_json(sha, "pii-v1", {"1": []})
+    Registry(settings.registry_url).record("ns", DocumentReport(doc=doc, status="indexed", pages=1,
+                                                                source_uri=path.as_uri(), content_sha256=sha), "v")
+
+
+def test_a_page_too_big_to_render_is_422_fast_and_small(indexed, client, tmp_path: Path) -> None:
+    """A 1.5 kB PDF with a 200 x 200 inch page, indexed before the cap existed: refused before rendering."""
+    _index_poster(indexed[0], tmp_path, "poster.pdf")
     peak_before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
     response = client.get(page_url("poster.pdf"))
     seconds, grown_mb = time.perf_counter() - started, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
@@ -288,21 +292,11 @@ def test_renders_are_bounded_per_worker_and_a_request_that_cannot_get_a_slot_is_
 
 def test_llm_page_images_keep_the_same_render_cap(indexed, tmp_path: Path) -> None:
     """The pages sent to a vision LLM go through the same cap: an oversized page is left out, fast, not rendered."""
-    from reportlab.pdfgen import canvas
-
     from pagelens.pageimage import hit_page_images
     from pagelens.records import Hit
 
-    path = tmp_path / "poster.pdf"
-    pdf = canvas.Canvas(str(path), pagesize=(14400, 14400))
-    pdf.drawString(72, 72, "A very large page")
-    pdf.save()
     settings, _ = indexed
-    sha = file_sha256(path)
-    content_store(settings).put(sha, path)
-    content_store(settings).put_json(sha, "pii-v1", {"1": []})
-    Registry(settings.registry_url).record("ns", DocumentReport(doc="llm-poster.pdf", status="indexed", pages=1,
-                                                                source_uri=path.as_uri(), content_sha256=sha), "v")
+    _index_poster(settings, tmp_path, "llm-poster.pdf")
     page_png = hit_page_images(settings, "ns")
     hit = Hit(id="1", doc_id="llm-poster.pdf", page=1, kind="text", bbox=[72, 60, 200, 80], score=1.0, text="")
     peak_before, started = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()

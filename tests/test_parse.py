@@ -84,7 +84,6 @@ def test_rotated_scan_in_the_corpus_is_ocred_upright(shared_eval, settings) -> N
 def _rewritten(tmp_path, name: str, change) -> object:
     """A born-digital PDF whose structure `change(pdf)` alters after reportlab wrote it (saved by qpdf)."""
     import pikepdf
-
     from tiny_pdf import tiny_pdf
 
     source = tmp_path / "source.pdf"
