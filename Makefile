@@ -78,13 +78,14 @@ eval: setup
 EVAL_ALL := $(SHARED)/eval/dev.jsonl $(SHARED)/eval/dev2.jsonl $(SHARED)/eval/unanswerable-dev.jsonl
 EVAL_DOCS := --docs $(SHARED)/eval/docs --docs $(SHARED)/eval/distractors
 eval-full: setup
-	$(BIN)/pagelens eval $(EVAL_ALL) $(EVAL_DOCS) --mode hybrid --mode bm25 --mode dense --mode rrf \
+	$(BIN)/pagelens eval $(EVAL_ALL) $(EVAL_DOCS) --mode hybrid --mode fused --mode bm25 --mode dense --mode rrf \
 	  --details $(PAGELENS_DATA_DIR)/eval-details.jsonl
 
-# Cross-validated fusion weight and abstention threshold on that index (bench/tune_fusion.py).
+# Cross-validated fusion weight, reranker weights and abstention threshold on that index (bench/tune_fusion.py).
 tune: eval-full
 	$(PY) bench/tune_fusion.py legs $(EVAL_ALL) $(EVAL_DOCS) --out $(PAGELENS_DATA_DIR)/legs.json.gz
 	$(PY) bench/tune_fusion.py tune $(PAGELENS_DATA_DIR)/legs.json.gz
+	$(PY) bench/tune_fusion.py rerank $(PAGELENS_DATA_DIR)/legs.json.gz --dense-weights 0.35 0.5 0.65
 	$(PY) bench/tune_fusion.py abstain $(PAGELENS_DATA_DIR)/legs.json.gz
 
 baseline: setup

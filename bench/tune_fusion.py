@@ -198,6 +198,8 @@ def tune_rerank(args: argparse.Namespace) -> None:
 def abstention(args: argparse.Namespace) -> None:
     """Cross-validate the extractive answer's abstention threshold on answerable and unanswerable questions."""
     from pagelens.answer import rank_sentences
+    from pagelens.rerank import rerank
+    from pagelens.retrieve import rerank_weights
     from pagelens.settings import get_settings
 
     settings = get_settings()
@@ -206,7 +208,8 @@ def abstention(args: argparse.Namespace) -> None:
     weights = {"bm25": 1 - dense_weight, "dense": dense_weight}
     features = []
     for row in rows:
-        hits = fuse_scores(row["hits"], weights)
+        hits = rerank(row["question"], fuse_scores(row["hits"], weights), (h for leg in row["hits"].values() for h in leg),
+                      rerank_weights(settings), settings.rerank_pages)  # what hybrid answers from
         scored = rank_sentences(row["question"], hits, settings)
         dense_top = max((h.score for h in row["hits"]["dense"]), default=0.0)
         features.append({"support": scored[0].score if scored else -1.0, "dense_top": dense_top,
