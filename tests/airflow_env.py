@@ -84,9 +84,9 @@ def run_dag(dag: Any, conf: dict[str, Any] | None = None) -> Run:
 
 def release_milvus_lite(data_dir: Path) -> None:
     """Stop the embedded Milvus of a data dir now; otherwise it lives until the process exits."""
-    from milvus_lite.server_manager import server_manager_instance
+    from pagelens.liteserver import release_embedded
 
-    server_manager_instance.release_server(str(data_dir / "milvus.db"))
+    release_embedded(str(data_dir / "milvus.db"))
 
 
 def asset_events(name: str) -> list[dict[str, Any]]:

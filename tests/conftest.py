@@ -56,4 +56,7 @@ def _stop_milvus_lite_servers():
     yield
     from milvus_lite.server_manager import server_manager_instance
 
-    server_manager_instance.release_all()
+    from pagelens.liteserver import release_embedded
+
+    release_embedded()
+    server_manager_instance.release_all()  # tests that start milvus-lite's own in-process server

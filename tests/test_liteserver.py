@@ -68,9 +68,9 @@ def test_store_serve_prints_the_uri_and_stops_cleanly_on_ctrl_c(tmp_path) -> Non
 
 
 def _release_lite(settings: Settings) -> None:
-    from milvus_lite.server_manager import server_manager_instance
+    from pagelens.liteserver import release_embedded
 
-    server_manager_instance.release_server(settings.milvus_uri)
+    release_embedded(settings.milvus_uri)
 
 
 PINGING_CLIENT = """
@@ -93,3 +93,23 @@ def test_the_served_store_accepts_keepalive_pings_of_an_idle_client(milvus_serve
                          timeout=120, env={**os.environ, "GRPC_VERBOSITY": "ERROR"})
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
     assert "too_many_pings" not in run.stderr
+
+
+def test_the_embedded_store_accepts_keepalive_pings_of_an_idle_client(tmp_path) -> None:
+    """The embedded default serves its Lite file in this process with the same policy: milvus-lite's own
+    in-process server (what pymilvus starts for a .db path) sends the GOAWAY after an idle spell."""
+    from pagelens.liteserver import embedded_uri, release_embedded
+
+    path = str(tmp_path / "milvus.db")
+    uri = embedded_uri(path)
+    try:
+        assert embedded_uri(path) == uri and uri.startswith("http://127.0.0.1:")  # one server per file
+        run = subprocess.run([sys.executable, "-c", PINGING_CLIENT, uri], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "GRPC_VERBOSITY": "ERROR"})
+        assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+        assert "too_many_pings" not in run.stderr
+    finally:
+        release_embedded(path)
+    opened = subprocess.run([sys.executable, "-c", "import sys\nfrom milvus_lite.db import MilvusLite\n"
+                             "MilvusLite(sys.argv[1]).close()", path], capture_output=True, text=True, timeout=60)
+    assert opened.returncode == 0, opened.stderr[-2000:]  # released: the lock went with it

@@ -13,12 +13,15 @@ calls). gRPC's default policy answers a third early ping with GOAWAY "too_many_p
 from __future__ import annotations
 
 import argparse
+import atexit
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from pagelens import procs
 from pagelens.errors import StoreUnavailable
@@ -98,20 +101,27 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # as Milvus standalone (and milvus-lite's
 WORKERS = 10
 
 
-def serve(data_dir: Path, host: str = HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve the Lite data dir on host:port until SIGINT (then drain for 5 s and close the data cleanly)."""
+def build_server(db: object) -> Any:
+    """A gRPC server for the Lite engine `db` with Milvus's message limits and keepalive policy (not yet bound)."""
     from concurrent import futures
 
     import grpc
     from milvus_lite.adapter.grpc.servicer import MilvusServicer
-    from milvus_lite.db import MilvusLite
     from pymilvus.grpc_gen import milvus_pb2_grpc
 
-    db = MilvusLite(str(data_dir))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS), options=[
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES), ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         *KEEPALIVE_POLICY])
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+    return server
+
+
+def serve(data_dir: Path, host: str = HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the Lite data dir on host:port until SIGINT (then drain for 5 s and close the data cleanly)."""
+    from milvus_lite.db import MilvusLite
+
+    db = MilvusLite(str(data_dir))
+    server = build_server(db)
     try:
         if not server.add_insecure_port(f"{host}:{port}"):
             raise SystemExit(f"cannot listen on {host}:{port}: is the port taken?")
@@ -124,6 +134,45 @@ def serve(data_dir: Path, host: str = HOST, port: int = DEFAULT_PORT) -> None:
     finally:
         server.stop(grace=5).wait()
         db.close()
+
+
+_EMBEDDED: dict[str, tuple[Any, Any, str]] = {}  # resolved data dir -> (server, engine, uri), this process's
+_EMBEDDED_LOCK = threading.Lock()
+
+
+def embedded_uri(data_dir: str) -> str:
+    """The embedded store of this process: the Lite file served in a thread on a free loopback port.
+
+    pymilvus would start milvus-lite's own in-process server for a `.db` path, which keeps gRPC's default
+    keepalive policy: after an idle spell (a long OCR between two upserts) its GOAWAY "too_many_pings" fails the
+    next call once. This one has the policy `pagelens store serve` has. A second process opening the same file
+    gets milvus-lite's DataDirLockedError.
+    """
+    from milvus_lite.db import MilvusLite
+
+    key = str(Path(data_dir).resolve())
+    with _EMBEDDED_LOCK:
+        if key not in _EMBEDDED:
+            db = MilvusLite(key)
+            server = build_server(db)
+            port = server.add_insecure_port(f"{HOST}:0")
+            server.start()
+            _EMBEDDED[key] = (server, db, server_uri(port))
+    return _EMBEDDED[key][2]
+
+
+def release_embedded(data_dir: str | None = None) -> None:
+    """Stop the embedded store of `data_dir` (all of them: None) so another process may open the file."""
+    with _EMBEDDED_LOCK:
+        keys = list(_EMBEDDED) if data_dir is None else [str(Path(data_dir).resolve())]
+        for key in keys:
+            if key in _EMBEDDED:
+                server, db, _uri = _EMBEDDED.pop(key)
+                server.stop(grace=None).wait()
+                db.close()
+
+
+atexit.register(release_embedded)  # the engine flushes and unlocks its file on close
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,18 +46,25 @@ def _client(uri: str, token: str, timeout: float, db_name: str = "") -> Any:
     from pymilvus import MilvusClient
     from pymilvus.exceptions import MilvusException
 
+    address = uri
     if not uri.startswith(("http://", "https://", "tcp://")):
+        from milvus_lite.exceptions import MilvusLiteError
+
+        from pagelens.liteserver import embedded_uri
+
         # Milvus Lite serves in-process and logs a traceback for each RPC it does not implement
         # (AllocTimestamp while waiting for an index); pymilvus falls back, so the trace is noise.
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        try:
+            address = embedded_uri(uri)
+        except MilvusLiteError as exc:  # a Lite file is locked by the one process that opened it
+            raise StoreUnavailable(
+                f"cannot open the Milvus Lite file {uri} ({exc}): another process probably has it open. For several "
+                "processes run `pagelens store serve` and export the PAGELENS_MILVUS_URI it prints in each") from exc
     try:
-        return MilvusClient(uri=uri, token=token, timeout=timeout, **({"db_name": db_name} if db_name else {}))
+        return MilvusClient(uri=address, token=token, timeout=timeout, **({"db_name": db_name} if db_name else {}))
     except MilvusException as exc:
-        if uri.startswith(("http://", "https://", "tcp://")):
-            raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
-        raise StoreUnavailable(  # a Lite file is locked by the one process that opened it
-            f"cannot open the Milvus Lite file {uri} ({exc.message}): another process probably has it open. For "
-            "several processes run `pagelens store serve` and export the PAGELENS_MILVUS_URI it prints in each") from exc
+        raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
 
 
 def milvus_client(settings: Settings) -> Any:
