@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,17 @@ def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("samples")
     write_samples(target)
     return target
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children started by the tests get Ctrl-C's default action whatever started pytest.
+
+    A shell starts background jobs with SIGINT ignored (POSIX, job control off: `pytest &` in a script), and an
+    ignored signal stays ignored across exec, so `pagelens ingest` and `store serve` would never see the SIGINT
+    the shutdown tests send. A Python-level handler here is reset to the default in every child.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
