@@ -153,13 +153,14 @@ def tune_rerank(args: argparse.Namespace) -> None:
     dense_weights = args.dense_weights or [settings.dense_weight]
     grid = [(w, *g) for w in dense_weights for g in itertools.product(*RERANK_GRID.values())]
     tables = {}
-    for w in dense_weights:
-        fused = [fuse_scores(r["hits"], {"bm25": 1 - w, "dense": w}) for r in rows]
-        evidence = [page_evidence(r["question"], f, (h for leg in r["hits"].values() for h in leg), settings.rerank_pages)
-                    for r, f in zip(rows, fused, strict=True)]
-        for g in itertools.product(*RERANK_GRID.values()):
-            ranked = iter([reordered(f, e, RerankWeights(*g)) for f, e in zip(fused, evidence, strict=True)])
-            tables[(w, *g)] = table_for(rows, lambda _r, ranked=ranked: next(ranked))
+    for r in rows:  # per dense weight: the fused pages and their evidence, computed once for every reranker weight
+        r["fused"] = {w: fuse_scores(r["hits"], {"bm25": 1 - w, "dense": w}) for w in dense_weights}
+        r["evidence"] = {w: page_evidence(r["question"], f, (h for leg in r["hits"].values() for h in leg),
+                                          settings.rerank_pages) for w, f in r["fused"].items()}
+    for w, *g in grid:
+        weights = RerankWeights(*g)
+        tables[(w, *g)] = table_for(rows, lambda r, w=w, weights=weights: reordered(r["fused"][w], r["evidence"][w],
+                                                                                    weights))
     legs = {"bm25": table_for(rows, lambda r: r["hits"]["bm25"]), "dense": table_for(rows, lambda r: r["hits"]["dense"])}
     steps = {"dense": dense_weights, **RERANK_GRID}
 
