@@ -2,6 +2,7 @@
 # CPU images of pagelens, built from the repository root (the GPU encoder image is encoder_image/Dockerfile):
 #   docker build --target api     -t ghcr.io/pagelens/api:0.3.0 .
 #   docker build --target airflow -t ghcr.io/pagelens/airflow:0.3.0 .
+#   docker build --target parser  -t ghcr.io/pagelens/parser:0.3.0 .
 # torch comes from PyTorch's CPU index: PyPI's Linux wheel is the multi-GB CUDA build, useless here. Everything
 # else (gunicorn, psycopg, Airflow's providers...) is requirements.txt, pinned as the tests run it.
 
@@ -47,6 +48,32 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 CMD ["gunicorn", "-c", "python:query_api.gunicorn_conf", "-w", "2", "-b", "0.0.0.0:8080", "query_api:create_app()"]
+
+# --- the parse step's CPU pods (PAGELENS_PARSE_EXECUTION=pod): the core with OCR and LibreOffice, no Airflow ---
+FROM ${PYTHON_IMAGE} AS parser
+ARG TORCH_INDEX_URL
+LABEL org.opencontainers.image.title="pagelens-parser" \
+      org.opencontainers.image.description="pagelens parse step for CPU pods (PDFium, pdfplumber, Tesseract, LibreOffice)" \
+      org.opencontainers.image.version="0.3.0" \
+      io.pagelens.image="ghcr.io/pagelens/parser:0.3.0"
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tesseract-ocr \
+    libreoffice-core libreoffice-writer libreoffice-impress libreoffice-calc fonts-dejavu-core fonts-liberation2 \
+ && rm -rf /var/lib/apt/lists/*
+COPY requirements-core.txt /tmp/
+RUN pip install --index-url "${TORCH_INDEX_URL}" "$(grep -E '^torch==' /tmp/requirements-core.txt)" \
+ && pip install -r /tmp/requirements-core.txt
+RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin pagelens
+COPY plugins/ /opt/pagelens/plugins/
+ENV PYTHONPATH=/opt/pagelens/plugins \
+    PAGELENS_DATA_DIR=/tmp/pagelens \
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HOME=/tmp/hf \
+    OMP_THREAD_LIMIT=1
+USER 10001
+WORKDIR /tmp
+ENTRYPOINT ["python", "-m", "pagelens.pipeline.pod", "--step", "parse"]
+CMD ["--help"]
 
 # --- Airflow (api-server, scheduler, dag-processor, workers) with the pagelens package on sys.path ---
 FROM ${AIRFLOW_IMAGE} AS airflow

@@ -40,8 +40,10 @@ Kafka topic `PAGELENS_KAFKA_TOPIC` (`pagelens.index-events`), keyed by namespace
 `encode_batch` in the Airflow worker; `kubernetes` runs it as a GPU pod of the encoder image
 (`python -m pagelens.pipeline.pod --manifest s3://…`), the parsed batch handed over as a manifest that
 `parse_batch` writes to `s3://<manifest_bucket>/<manifest_prefix>/<dag_id>/<run_id>/<batch>.json` (expire
-them with a bucket lifecycle rule); the pod parses nothing. `pagelens_reindex__<namespace>` runs the same two
-steps (`pagelens.airflow.steps`).
+them with a bucket lifecycle rule); the pod parses nothing. `PAGELENS_PARSE_EXECUTION=pod` (kubernetes mode
+only) moves `parse_batch` off the worker too, into a CPU pod of the parser image per batch
+(`python -m pagelens.pipeline.pod --step parse`), so parsing scales with a CPU node pool. `pagelens_reindex__<namespace>`
+runs the same two steps (`pagelens.airflow.steps`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 POD_TEMPLATE = K8S / "airflow" / "encoder-pod-template.yaml"
+PARSER_POD_TEMPLATE = K8S / "airflow" / "parser-pod-template.yaml"
 K8S_VERSION = "1.34"  # the oldest Kubernetes the manifests must work on; kubernetes-validate ships its schema
 NAMESPACED_SKIP = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
@@ -164,7 +165,7 @@ def assert_pod_matches_template(pod: dict[str, Any], template: dict[str, Any]) -
             problems.append(f"no container named {want['name']!r}")
             continue
         problems += _container_problems(got, want)
-    assert not problems, "encoder pod differs from the template:\n  " + "\n  ".join(problems)
+    assert not problems, "pod differs from the template:\n  " + "\n  ".join(problems)
 
 
 def _placement_problems(pod: dict[str, Any], template: dict[str, Any]) -> list[str]:
@@ -215,7 +216,7 @@ def _quantity(value: Any) -> Decimal:
     return Decimal(parse_quantity(str(value)))
 
 
-def rendered_encoder_pods(dag_folder: Path) -> dict[str, dict[str, Any]]:
+def rendered_pods(dag_folder: Path) -> dict[str, dict[str, Any]]:
     """Every KubernetesPodOperator task of the DAGs in a folder, rendered to its pod without a cluster.
 
     A mapped task's shared arguments (image, resources, placement) are its partial kwargs; its mapped ones

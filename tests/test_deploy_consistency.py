@@ -11,13 +11,14 @@ import pytest
 from pagelens.settings import Settings
 from tests.deploy_checks import (
     K8S,
+    PARSER_POD_TEMPLATE,
     POD_TEMPLATE,
     REPO,
     assert_pod_matches_template,
     kustomize_build,
     load_one,
     pagelens_image_refs,
-    rendered_encoder_pods,
+    rendered_pods,
     validate_manifest,
 )
 
@@ -124,28 +125,63 @@ def test_drift_between_settings_and_template_is_caught(change: dict[str, Any], c
         assert_pod_matches_template(render_encoder_pod(Settings(**change)), load_one(POD_TEMPLATE))
 
 
+def test_parser_pod_template_matches_the_execution_settings() -> None:
+    from pagelens.airflow.operators.parser import render_parser_pod
+
+    template = load_one(PARSER_POD_TEMPLATE)
+    pod = render_parser_pod(DEFAULTS)
+    assert_pod_matches_template(pod, template)
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == DEFAULTS.parser_image == f"ghcr.io/pagelens/parser:{RELEASE}"
+    assert container["resources"]["requests"] == {"cpu": DEFAULTS.parser_cpu, "memory": DEFAULTS.parser_memory}
+    assert container["resources"]["limits"] == container["resources"]["requests"]  # no GPU for parsing
+    assert "nvidia.com/gpu" not in pod["spec"]["containers"][0]["resources"]["limits"]
+    assert not template["spec"].get("nodeSelector") and not DEFAULTS.parser_node_selector  # any CPU node
+    assert container["envFrom"] == [{"secretRef": {"name": DEFAULTS.encoder_secret}}]
+    assert template["metadata"]["namespace"] == DEFAULTS.k8s_namespace
+
+
+@pytest.mark.parametrize(("change", "complaint"), [
+    ({"parser_image": "ghcr.io/pagelens/parser:0.4.0"}, "image"),
+    ({"parser_cpu": "4"}, "cpu"),
+    ({"parser_memory": "2Gi"}, "memory"),
+    ({"encoder_secret": "other-env"}, "pagelens-env"),
+])
+def test_drift_between_parser_settings_and_template_is_caught(change: dict[str, Any], complaint: str) -> None:
+    from pagelens.airflow.operators.parser import render_parser_pod
+
+    with pytest.raises(AssertionError, match=complaint):
+        assert_pod_matches_template(render_parser_pod(Settings(**change)), load_one(PARSER_POD_TEMPLATE))
+
+
 @pytest.mark.integration
-def test_dag_rendered_encoder_pod_matches_template(monkeypatch) -> None:
-    """The DAGs parsed as Airflow on Kubernetes parses them: each encode step's pod is the template's."""
+@pytest.mark.parametrize("parse_execution", ["worker", "pod"])
+def test_dag_rendered_pods_match_their_templates(monkeypatch, parse_execution: str) -> None:
+    """The DAGs parsed as Airflow on Kubernetes parses them: each encode step's pod is the encoder template's,
+    and with PAGELENS_PARSE_EXECUTION=pod each parse step's pod is the parser template's."""
     from pagelens import settings as settings_module
 
     cluster = {"PAGELENS_EXECUTION": "kubernetes", "PAGELENS_MANIFEST_BUCKET": "pagelens-manifests",
                "PAGELENS_MILVUS_URI": "http://milvus-milvus.pagelens.svc.cluster.local:19530",
                "PAGELENS_REGISTRY_URL": "postgresql+psycopg://pagelens@registry:5432/pagelens",
                "PAGELENS_CONTENT_STORE": "s3://pagelens-content/indexed",
+               "PAGELENS_PARSE_EXECUTION": parse_execution,
                "PAGELENS_NAMESPACES": '{"finance": {"sources": ["s3://finance-docs/reports"]}}'}
     for name, value in cluster.items():
         monkeypatch.setenv(name, value)
     settings_module.get_settings.cache_clear()
     try:
-        pods = rendered_encoder_pods(REPO / "dags")
+        pods = rendered_pods(REPO / "dags")
     finally:
         settings_module.get_settings.cache_clear()
     assert pods, "no DAG in dags/ builds a KubernetesPodOperator with PAGELENS_EXECUTION=kubernetes"
-    assert {task.split(".")[0] for task in pods} >= {"pagelens_ingest", "pagelens_reindex__finance"}, sorted(pods)
+    steps = {"encode_batch", "parse_batch"} if parse_execution == "pod" else {"encode_batch"}
+    for dag in ("pagelens_ingest", "pagelens_reindex__finance"):
+        assert {task.split(".")[1] for task in pods if task.startswith(dag + ".")} == steps, sorted(pods)
     for task, pod in pods.items():
+        template = PARSER_POD_TEMPLATE if task.endswith(".parse_batch") else POD_TEMPLATE
         try:
-            assert_pod_matches_template(pod, load_one(POD_TEMPLATE))
+            assert_pod_matches_template(pod, load_one(template))
         except AssertionError as exc:
             raise AssertionError(f"{task}: {exc}") from exc
         validate_manifest(pod)
@@ -156,7 +192,7 @@ def test_image_names_and_tags_agree_everywhere() -> None:
     refs = pagelens_image_refs()
     every = set().union(*refs.values())
     assert {r.rsplit(":", 1)[0] for r in every} == {"ghcr.io/pagelens/api", "ghcr.io/pagelens/encoder",
-                                                    "ghcr.io/pagelens/airflow"}
+                                                    "ghcr.io/pagelens/airflow", "ghcr.io/pagelens/parser"}
     wrong = {file: sorted(r for r in found if not r.endswith(f":{RELEASE}")) for file, found in refs.items()}
     assert not any(wrong.values()), f"tags other than {RELEASE}: {wrong}"
 
@@ -164,6 +200,7 @@ def test_image_names_and_tags_agree_everywhere() -> None:
 def test_dockerfile_labels_name_the_image_each_target_is_deployed_as() -> None:
     labels = {**_image_labels(REPO / "Dockerfile"), **_image_labels(REPO / "encoder_image" / "Dockerfile")}
     assert labels["encoder"] == DEFAULTS.encoder_image
+    assert labels["parser"] == DEFAULTS.parser_image
     compose = load_one(REPO / "docker-compose.yml")["services"]
     assert labels["api"] == compose["api"]["image"] == _deployment_image()
     values = load_one(K8S / "airflow" / "values.yaml")

@@ -11,6 +11,7 @@ import pytest
 
 from tests.deploy_checks import (
     K8S,
+    PARSER_POD_TEMPLATE,
     POD_TEMPLATE,
     json_schema_validator,
     kubectl_kustomize,
@@ -37,7 +38,7 @@ def rendered(request) -> tuple[str, dict[tuple[str, str], dict[str, Any]]]:
     return request.param, _by_kind(kustomize_build(K8S / "overlays" / request.param))
 
 
-@pytest.mark.parametrize("path", [*MANIFESTS, POD_TEMPLATE], ids=lambda p: str(p.relative_to(K8S)))
+@pytest.mark.parametrize("path", [*MANIFESTS, POD_TEMPLATE, PARSER_POD_TEMPLATE], ids=lambda p: str(p.relative_to(K8S)))
 def test_every_manifest_file_validates_against_its_schema(path: Path) -> None:
     """Base resources are complete objects; overlay patches are partial, so only their kind and name are real."""
     for doc in load_documents(path):

@@ -1,4 +1,5 @@
-"""The encoder pod's entrypoint run as the pod runs it: a manifest on S3 (moto), `python -m pagelens.pipeline.pod`.
+"""The pods' entrypoint run as the pods run it: a manifest on S3 (moto), `python -m pagelens.pipeline.pod`
+(`--step parse` in the parser pod, the default `--step encode` in the encoder pod).
 
 The subprocess gets what the pod gets: PAGELENS_* settings and boto3's AWS configuration as environment variables.
 """
@@ -16,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from pagelens.pipeline.batches import BatchManifest, InvalidManifest, ParsedBatch, read_manifest, write_manifests
+from pagelens.pipeline.batches import (
+    BatchManifest,
+    InvalidManifest,
+    ParsedBatch,
+    inline_manifest,
+    read_manifest,
+    write_manifests,
+)
 from pagelens.pipeline.handoff import ArtifactMissing
 from pagelens.pipeline.pod import ModelMismatch, encode_manifest, parse_manifest
 from pagelens.settings import Settings
@@ -100,6 +108,68 @@ def test_the_pod_encodes_a_batch_the_worker_parsed_without_opening_a_pdf(s3_endp
     for doc, count in chunks.items():
         assert count > 0 and store.count(doc) == count
         assert registry.get(NS, doc).status == "indexed"
+
+
+@pytest.mark.integration
+def test_a_parser_pod_then_an_encoder_pod_index_a_batch(s3_endpoint: str, sample_docs: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """PAGELENS_PARSE_EXECUTION=pod: the planned batch goes inline to the parser pod, which writes the parsed batch
+    where the worker's parse task would and returns its URI; the encoder pod indexes from that URI."""
+    from pagelens.registry import Registry
+    from pagelens.store import VectorStore
+
+    monkeypatch.setenv("PAGELENS_MANIFEST_BUCKET", BUCKET)
+    settings = Settings(data_dir=tmp_path / "data", manifest_bucket=BUCKET)
+    planned = sample_manifest(sample_docs, settings)
+    run_id = "scheduled__2025-01-01T00:00:00+00:00"
+    parsed_file = tmp_path / "parse-xcom" / "return.json"
+    parse = encode(inline_manifest(planned.to_dict()), settings.data_dir, s3_endpoint, "--step", "parse",
+                   "--dag-id", "pagelens_ingest", "--run-id", run_id, "--map-index", "3",
+                   "--reports", str(parsed_file))  # Airflow cannot be imported, as in the parser image
+    assert parse.returncode == 0, parse.stderr[-3000:]
+    uri = json.loads(parsed_file.read_text())
+    assert uri == f"s3://{BUCKET}/pagelens/manifests/pagelens_ingest/{run_id}/{NS}-0003.json"
+    parsed = read_manifest(uri, settings, ParsedBatch)
+    assert parsed.namespace == NS and [next(iter(i)) for i in parsed.items] == ["parsed", "parsed"]
+
+    reports_file = tmp_path / "encode-xcom" / "return.json"
+    result = encode(uri, settings.data_dir, s3_endpoint, "--reports", str(reports_file),
+                    blocked=("pdfplumber", "pytesseract", "pikepdf"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = json.loads(reports_file.read_text())["documents"]
+    assert sorted(r["doc"] for r in reports if r["status"] == "indexed") == ["acme_annual_report.pdf",
+                                                                             "warehouse_inspection_scan.png"]
+    store, registry = VectorStore(settings, NS), Registry(settings.registry_url)
+    store.ensure_loaded()
+    for report in reports:
+        assert store.count(report["doc"]) == report["chunks"] > 0
+        assert registry.get(NS, report["doc"]).status == "indexed"
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    ((), "--step parse needs --dag-id, --run-id and --map-index"),
+    (("--dag-id", "d", "--run-id", "r", "--map-index", "0"), "is not a JSON object"),
+])
+def test_a_parser_pod_with_a_bad_batch_exits_2_with_one_line(tmp_path: Path, extra: tuple[str, ...],
+                                                             reason: str) -> None:
+    from pagelens.pipeline.pod import main
+
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
+    code = main(["--step", "parse", "--manifest", inline_manifest([]), *extra,  # type: ignore[arg-type]
+                 "--termination-log", str(termination_log)])
+    assert code == 2
+    assert termination_log.read_text().startswith("parse_batch failed: bad manifest inline: ")
+    assert reason in termination_log.read_text()
+
+
+def test_inline_manifests_round_trip_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    manifest = BatchManifest("hr", [{"doc_id": "{{ a }}.pdf", "source_uri": "file:///in/a.pdf", "location": "/in"}])
+    inline = inline_manifest(manifest.to_dict())
+    assert inline.startswith("data:application/json;base64,") and "{{" not in inline  # safe from Jinja
+    assert read_manifest(inline, Settings(data_dir=tmp_path)) == BatchManifest.from_dict(manifest.to_dict())
+    with pytest.raises(InvalidManifest, match="not base64 JSON"):
+        read_manifest("data:application/json;base64,not base64!", Settings(data_dir=tmp_path))
 
 
 def test_a_rebuild_embeds_from_the_artifacts_without_parsing_again(sample_docs: Path, tmp_path: Path,

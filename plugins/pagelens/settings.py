@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
     content_store: str = ""  # indexed bytes, for page images: empty = <data_dir>/content; s3://bucket/prefix (aws_conn_id)
 
-    # --- execution: where the encode step runs ---
+    # --- execution: where the parse and encode steps run ---
     execution: Literal["local", "kubernetes"] = "local"  # read when DAG files are parsed
     encoder_image: str = "ghcr.io/pagelens/encoder:0.3.0"
     k8s_namespace: str = "pagelens"
@@ -146,6 +146,14 @@ class Settings(BaseSettings):
     manifest_bucket: str = ""  # where batch manifests for encoder pods are written (S3, via aws_conn_id)
     manifest_prefix: str = "pagelens/manifests"
     encoder_startup_timeout_s: int = 900  # pending allowed to an encoder pod: the autoscaler may have to add a GPU node
+    # With execution=kubernetes, where parse_batch runs: the Airflow worker, or a CPU pod of the parser image per
+    # batch (the worker then only schedules; parsing scales with the CPU pool, not with the worker count).
+    parse_execution: Literal["worker", "pod"] = "worker"  # read when DAG files are parsed
+    parser_image: str = "ghcr.io/pagelens/parser:0.3.0"
+    parser_cpu: str = "2"  # also the pod's parse workers
+    parser_memory: str = "4Gi"
+    parser_node_selector: dict[str, str] = Field(default_factory=dict)
+    parser_tolerations: list[dict[str, str]] = Field(default_factory=list)
 
     # --- nightly reindex and drift ---
     reindex_schedule: str = "0 2 * * *"  # cron of every pagelens_reindex__<namespace> DAG (read when DAG files are parsed)

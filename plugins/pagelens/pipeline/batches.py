@@ -9,6 +9,8 @@ cleared task re-reads its batch; expire them with a bucket lifecycle rule.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +117,19 @@ def _header(data: Any, body: str, where: str) -> tuple[str, str | None]:
     return namespace, generation
 
 
+def batch_name(namespace: str, map_index: int) -> str:
+    """The name a parsed batch is written under: its namespace and the parse task's map index."""
+    return f"{namespace}-{map_index:04d}"
+
+
+INLINE = "data:application/json;base64,"  # RFC 2397: a planned batch carried in a parser pod's arguments
+
+
+def inline_manifest(manifest: dict[str, Any]) -> str:
+    """A planned batch as a `data:` URI: a few hundred bytes per document, and no braces for Airflow's templating."""
+    return INLINE + base64.b64encode(json.dumps(manifest, separators=(",", ":")).encode()).decode("ascii")
+
+
 def manifest_uri(settings: Settings, dag_id: str, run_id: str, batch: str) -> str:
     parts = (settings.manifest_prefix, dag_id, run_id, f"{batch}.json")
     return f"s3://{settings.manifest_bucket}/" + "/".join(p.strip("/") for p in parts if p.strip("/"))
@@ -143,8 +158,14 @@ def write_manifests(manifests: dict[str, BatchManifest] | dict[str, ParsedBatch]
 
 
 def read_manifest(uri: str, settings: Settings, kind: type[Any] = BatchManifest) -> Any:
-    """The manifest (`kind`: `BatchManifest` or `ParsedBatch`) at `s3://bucket/key`, `file:///path` or a path."""
-    if uri.startswith("s3://"):
+    """The manifest (`kind`: `BatchManifest` or `ParsedBatch`) at `s3://bucket/key`, `file:///path`, a path, or
+    inline in a `data:application/json;base64,` URI."""
+    if uri.startswith(INLINE):
+        try:
+            text = base64.b64decode(uri.removeprefix(INLINE), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise InvalidManifest(f"the inline manifest is not base64 JSON ({exc})") from exc
+    elif uri.startswith("s3://"):
         from pagelens.sources.clients import s3_client
         from pagelens.sources.s3 import split_s3_uri
 
@@ -152,7 +173,7 @@ def read_manifest(uri: str, settings: Settings, kind: type[Any] = BatchManifest)
         with _s3_errors(uri, settings):
             text = s3_client(settings).get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
     elif "://" in uri and not uri.startswith("file://"):
-        raise InvalidManifest(f"unsupported manifest URI {uri!r}: use s3://bucket/key.json or file:///path.json")
+        raise InvalidManifest(f"unsupported manifest URI {uri[:80]!r}: use s3://bucket/key.json or file:///path.json")
     else:
         path = Path(uri.removeprefix("file://"))
         if not path.is_file():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -20,21 +21,20 @@ from kubernetes.client import models as k8s
 if TYPE_CHECKING:
     from pagelens.settings import Settings
 
-ENCODER_COMMAND = ["python", "-m", "pagelens.pipeline.pod"]
-ENCODER_LABELS = {"app.kubernetes.io/name": "pagelens-encoder", "app.kubernetes.io/component": "encoder",
-                  "app.kubernetes.io/part-of": "pagelens"}
+POD_COMMAND = ["python", "-m", "pagelens.pipeline.pod"]
+POD_LABELS = {"app.kubernetes.io/part-of": "pagelens"}
 GPU_RESOURCE = "nvidia.com/gpu"
 # Settings the pod sets for itself (the image chooses device and batch size; parse workers follow its CPU limit)
 # or has no use for (the Airflow side's scheduling and serving settings).
-POD_OWN = frozenset({"data_dir", "device", "encode_batch_size", "parse_workers", "execution", "k8s_namespace",
-                     "namespaces"})
-POD_UNUSED_PREFIXES = ("encoder_", "manifest_", "api_", "llm_", "reindex_", "drift_")
+POD_OWN = frozenset({"data_dir", "device", "encode_batch_size", "parse_workers", "execution", "parse_execution",
+                     "k8s_namespace", "namespaces"})
+POD_UNUSED_PREFIXES = ("encoder_", "parser_", "api_", "llm_", "reindex_", "drift_")
 SECRET_NAME = re.compile(r"token|key|secret|password", re.IGNORECASE)  # such values come from the Secret only
 EXAMPLE_MANIFEST = "s3://{bucket}/{prefix}/pagelens_ingest/RUN_ID/NAMESPACE-0000.json"
 
 
 class EncoderSettingsError(ValueError):
-    """Settings with which encoder pods could not reach the index or their batches."""
+    """Settings with which the pipeline's pods could not reach the index or their batches."""
 
 
 class EncoderPodOperator(KubernetesPodOperator):
@@ -55,22 +55,48 @@ class EncoderPodOperator(KubernetesPodOperator):
 
 def encoder_pod_arguments(settings: Settings) -> dict[str, Any]:
     """The KubernetesPodOperator arguments of an encoder pod, all derived from settings."""
+    gpus = {GPU_RESOURCE: str(settings.encoder_gpus)} if settings.encoder_gpus > 0 else {}
+    return pod_arguments(settings, PodRole("pagelens-encoder", "encoder", settings.encoder_image, settings.encoder_cpu,
+                                           settings.encoder_memory, gpus, settings.encoder_node_selector,
+                                           settings.encoder_tolerations, settings.encoder_startup_timeout_s))
+
+
+@dataclass(frozen=True)
+class PodRole:
+    """What differs between the pipeline's pods: the image, the node pool and the resources."""
+
+    name: str
+    component: str
+    image: str
+    cpu: str
+    memory: str
+    extra_limits: dict[str, str]  # e.g. GPUs, which Kubernetes takes as limits only
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+    startup_timeout_s: int
+
+
+def pod_arguments(settings: Settings, role: PodRole) -> dict[str, Any]:
+    """The KubernetesPodOperator arguments every pagelens pod shares, for one role (encoder or parser)."""
+    labels = {**POD_LABELS, "app.kubernetes.io/name": role.name, "app.kubernetes.io/component": role.component}
+    requests = {"cpu": role.cpu, "memory": role.memory}
     return {
-        "name": "pagelens-encoder",
+        "name": role.name,
         "namespace": settings.k8s_namespace,
-        "image": settings.encoder_image,
+        "image": role.image,
         "image_pull_policy": "IfNotPresent",
-        "cmds": list(ENCODER_COMMAND),
-        "labels": dict(ENCODER_LABELS),
-        "env_vars": encoder_env(settings),
+        "cmds": list(POD_COMMAND),
+        "labels": labels,
+        "env_vars": pod_env(settings, role.cpu),
         "env_from": [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.encoder_secret))],
-        "container_resources": encoder_resources(settings),
-        "node_selector": dict(settings.encoder_node_selector),
-        "tolerations": [_toleration(t) for t in settings.encoder_tolerations],
-        "container_security_context": k8s.V1SecurityContext(  # the image runs as uid 10001
+        # Requests equal limits: a pod that is never throttled below what it asked for.
+        "container_resources": k8s.V1ResourceRequirements(requests=requests, limits={**requests, **role.extra_limits}),
+        "node_selector": dict(role.node_selector),
+        "tolerations": [_toleration(t) for t in role.tolerations],
+        "container_security_context": k8s.V1SecurityContext(  # the images run as uid 10001
             allow_privilege_escalation=False, run_as_non_root=True, capabilities=k8s.V1Capabilities(drop=["ALL"])),
-        "automount_service_account_token": False,  # the encoder never talks to the Kubernetes API
-        "startup_timeout_seconds": settings.encoder_startup_timeout_s,
+        "automount_service_account_token": False,  # the pods never talk to the Kubernetes API
+        "startup_timeout_seconds": role.startup_timeout_s,
         "get_logs": True,
         "log_events_on_failure": True,
         "do_xcom_push": True,
@@ -78,9 +104,10 @@ def encoder_pod_arguments(settings: Settings) -> dict[str, Any]:
     }
 
 
-def encoder_env(settings: Settings) -> dict[str, str]:
-    """Non-secret PAGELENS_* settings as the pod's env: models, Milvus, registry, chunking, parsing, tracing."""
-    env = {"PAGELENS_PARSE_WORKERS": str(cpu_count(settings.encoder_cpu))}
+def pod_env(settings: Settings, cpu: str) -> dict[str, str]:
+    """Non-secret PAGELENS_* settings as a pod's env: models, Milvus, registry, chunking, parsing, tracing; parse
+    workers follow the pod's CPU limit, not the node's core count."""
+    env = {"PAGELENS_PARSE_WORKERS": str(cpu_count(cpu))}
     for name, value in sorted(settings.model_dump(mode="json").items()):
         if name in POD_OWN or name.startswith(POD_UNUSED_PREFIXES) or SECRET_NAME.search(name) or value is None:
             continue
@@ -88,13 +115,6 @@ def encoder_env(settings: Settings) -> dict[str, str]:
             continue  # e.g. a registry URL with its password: the Secret provides the whole value
         env[f"PAGELENS_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
-
-
-def encoder_resources(settings: Settings) -> k8s.V1ResourceRequirements:
-    """Requests equal limits (a pod that is never throttled below what it asked for); GPUs as limits only."""
-    requests = {"cpu": settings.encoder_cpu, "memory": settings.encoder_memory}
-    limits = {**requests, **({GPU_RESOURCE: str(settings.encoder_gpus)} if settings.encoder_gpus > 0 else {})}
-    return k8s.V1ResourceRequirements(requests=requests, limits=limits)
 
 
 def cpu_count(quantity: str) -> int:
