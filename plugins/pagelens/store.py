@@ -27,12 +27,14 @@ MAX_TEXT = 65535
 PAGE_SIZE = 10_000
 # PAGELENS_VECTOR_INDEX -> (Milvus index type, build params). HNSW_SQ8 keeps each vector as one byte per dimension
 # in the graph (a quarter of float32's memory); IVF_SQ8 drops the graph as well. Both exist in Milvus Lite and Milvus.
+# IVF_SQ8's nlist comes from settings.ivf_nlist at creation.
 VECTOR_INDEXES: dict[str, tuple[str, dict[str, Any]]] = {
     "HNSW": ("HNSW", {"M": 16, "efConstruction": 200}),
     "HNSW_SQ8": ("HNSW_SQ", {"M": 16, "efConstruction": 200, "sq_type": "SQ8"}),
-    "IVF_SQ8": ("IVF_SQ8", {"nlist": 1024}),
+    "IVF_SQ8": ("IVF_SQ8", {}),
 }
-_LOADED: set[tuple[str, str]] = set()  # (uri, alias) loaded for search in this process
+# (uri, alias) loaded for search in this process -> the dense index type of the generation behind it
+_LOADED: dict[tuple[str, str], str] = {}
 # 2: `principals` (document-level permissions). Generations of an older schema are refused at search with the
 # command that rebuilds them; nothing is migrated in place (Milvus cannot add a field to a collection).
 SCHEMA_VERSION = 2
@@ -137,7 +139,7 @@ class VectorStore:
         again with `recheck` (a restarted Milvus releases what it had loaded)."""
         key = (self.settings.milvus_uri, self.target)
         if recheck:
-            _LOADED.discard(key)
+            _LOADED.pop(key, None)
         if key in _LOADED:
             return
         if not self.client.has_collection(self.target):
@@ -148,7 +150,12 @@ class VectorStore:
         if not self.is_loaded():
             kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
             self.client.load_collection(self.target, **kwargs)
-        _LOADED.add(key)
+        _LOADED[key] = self.dense_index_type()
+
+    def dense_index_type(self) -> str:
+        """The index type of the target's dense fields (what search parameters it takes), "" if none."""
+        names = self.client.list_indexes(self.target, field_name="text_vec")
+        return str(self.client.describe_index(self.target, names[0]).get("index_type", "")) if names else ""
 
     def schema_current(self, name: str | None = None) -> bool:
         """Whether the generation (default: the target) has this code's collection schema."""
@@ -197,13 +204,13 @@ class VectorStore:
             self.client.create_alias(generation, self.alias)
         else:
             self.client.alter_alias(generation, self.alias)
-        _LOADED.discard((self.settings.milvus_uri, self.alias))
+        _LOADED.pop((self.settings.milvus_uri, self.alias), None)
 
     def drop_generation(self, name: str) -> None:
         if name == self.live_generation():
             raise ValueError(f"{name} is live behind {self.alias}; point the alias elsewhere first")
         self.client.drop_collection(name)
-        _LOADED.discard((self.settings.milvus_uri, name))
+        _LOADED.pop((self.settings.milvus_uri, name), None)
 
     def _create_collection(self, name: str) -> None:
         from pymilvus import DataType, Function, FunctionType
@@ -235,6 +242,8 @@ class VectorStore:
         index = self.client.prepare_index_params()
         for field in ("text_vec", "image_vec", "concat_vec"):
             index_type, params = VECTOR_INDEXES[self.settings.vector_index]
+            if index_type == "IVF_SQ8":
+                params = {"nlist": self.settings.ivf_nlist}
             index.add_index(field, index_type=index_type, metric_type="IP", params=params)
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self.client.create_collection(name, schema=schema, index_params=index, num_shards=self.settings.num_shards)
@@ -345,9 +354,11 @@ class VectorStore:
         return self._hits(field, self._search(field, vector, limit, self._where(expr=expr)))
 
     def _search(self, field: str, vector: Any, limit: int, where: str) -> list[dict[str, Any]]:
-        metric = "BM25" if field == "sparse" else "IP"
+        params: dict[str, Any] = {"metric_type": "BM25" if field == "sparse" else "IP"}
+        if field != "sparse" and _LOADED.get((self.settings.milvus_uri, self.target)) == "IVF_SQ8":
+            params["params"] = {"nprobe": self.settings.ivf_nprobe}  # the generation's own index decides, not settings
         return list(self.client.search(self.target, data=[vector], anns_field=field, limit=limit, filter=where,
-                                       output_fields=[*OUTPUT_FIELDS, "open"], search_params={"metric_type": metric})[0])
+                                       output_fields=[*OUTPUT_FIELDS, "open"], search_params=params)[0])
 
     def _hits(self, field: str, rows: list[dict[str, Any]]) -> list[Hit]:
         hits = [_hit(r) for r in rows]
