@@ -104,3 +104,35 @@ def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings) -> N
     assert {h.doc_id for h in reader.search("text_vec", _vector(2), 5)} == {"open.pdf"}  # ...yet nothing leaks
     assert {h.doc_id for h in reader.search("sparse", "secret budget figures", 5)} == {"open.pdf"}
     assert VectorStore(settings, "open", principals=["user:x"]).restricted()
+
+
+def test_a_shared_lite_server_gets_the_fast_path_too(milvus_server: str, tmp_path) -> None:
+    """`pagelens store serve` (several API workers sharing one Lite server) is Lite's Python engine as well: an
+    all-open namespace is searched without the array filter, which Lite would evaluate row by row; a namespace
+    with a restricted document is always filtered."""
+    from pagelens.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, milvus_uri=milvus_server, collection="fastpath")
+    writer = VectorStore(settings, "served")
+    writer.ensure_collection()
+    chunk = Chunk(id="p1", namespace="served", doc_id="open.pdf", source_uri="", content_sha256="0" * 64, page=1,
+                  chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="open budget figures", model_version="m")
+    writer.upsert_chunks([chunk], [_vector(1)], [None], 0.3)
+    reader = VectorStore(settings, "served", principals=["user:x"])
+    assert reader.lite_engine()
+    filters: list[str] = []
+    real_search = reader.client.search
+    reader.client.search = lambda *a, **kw: filters.append(kw["filter"]) or real_search(*a, **kw)  # type: ignore[method-assign]
+    try:
+        assert [h.doc_id for h in reader.search("text_vec", _vector(1), 5)] == ["open.pdf"]
+        assert filters and not any("array_contains_any" in f for f in filters)
+        secret = Chunk(id="s1", namespace="served", doc_id="secret.pdf", source_uri="", content_sha256="0" * 64,
+                       page=1, chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="secret budget", model_version="m",
+                       principals=["user:ceo"])
+        writer.upsert_chunks([secret], [_vector(2)], [None], 0.3)
+        filters.clear()
+        other = VectorStore(settings, "served", principals=["user:x"])
+        assert [h.doc_id for h in other.search("text_vec", _vector(2), 5)] == ["open.pdf"]
+        assert filters and all("array_contains_any" in f for f in filters)
+    finally:
+        reader.client.search = real_search  # type: ignore[method-assign]

@@ -69,6 +69,23 @@ def _client(uri: str, token: str, timeout: float, db_name: str = "") -> Any:
         raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
 
 
+_LITE_ENGINE: dict[str, bool] = {}  # Milvus URI -> whether Milvus Lite's Python engine serves it (asked once)
+
+
+def _lite_engine(uri: str, client: Any) -> bool:
+    """Whether the Milvus behind `uri` is Milvus Lite's Python engine: a Lite file, or a Lite server (`pagelens
+    store serve`, `milvus-lite server`), which reports itself as `milvus_lite-<version>`."""
+    if uri not in _LITE_ENGINE:
+        if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
+            _LITE_ENGINE[uri] = True
+        else:
+            try:
+                _LITE_ENGINE[uri] = str(client.get_server_version()).startswith("milvus_lite")
+            except Exception:  # unreachable now (asked again next time), or a server without the RPC: not Lite
+                return False
+    return _LITE_ENGINE[uri]
+
+
 def milvus_client(settings: Settings) -> Any:
     """The process's shared client for the configured Milvus (for collections outside a namespace's index)."""
     return _client(settings.milvus_uri, settings.milvus_token, settings.milvus_timeout_s, settings.milvus_db_name)
@@ -329,6 +346,10 @@ class VectorStore:
             parts.append(f"array_contains_any(principals, [{', '.join(quote(p) for p in self.principals)}])")
         return " and ".join(parts)
 
+    def lite_engine(self) -> bool:
+        """Milvus Lite (file or server): filters are evaluated row by row in Python (see `search`)."""
+        return _lite_engine(self.settings.milvus_uri, self.client)
+
     def restricted(self) -> bool:
         """Whether the namespace holds a chunk not open to all (asked once per store, that is once per request)."""
         if self._restricted is None:
@@ -342,12 +363,13 @@ class VectorStore:
         """The best chunks the store's reader may see.
 
         Milvus Lite evaluates the reader's array filter row by row in Python (3.9 s against 0.3 s unfiltered for
-        a 10k-chunk dense search, measured), so on Lite a namespace whose chunks are all open to everyone is
+        a 10k-chunk dense search, measured), so on Lite (a file or a Lite server shared by several processes, told
+        apart by its version string) a namespace whose chunks are all open to everyone is
         searched without it, and the answer is used only if every hit is open (`open` comes back with each): a
         chunk restricted meanwhile sends the search round again, filtered. A Milvus server always filters.
         """
         self.ensure_loaded()
-        if self.principals is not None and self.settings.is_lite and not self.restricted():
+        if self.principals is not None and self.lite_engine() and not self.restricted():
             rows = self._search(field, vector, limit, self._where(expr=expr, readers=False))
             if all(row["entity"]["open"] for row in rows):
                 return self._hits(field, rows)
