@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from pagelens import store as store_module
 from pagelens.errors import IndexOutdated
 from pagelens.records import Chunk
 from pagelens.settings import TEXT_DIM
@@ -86,7 +87,7 @@ def test_an_index_of_the_old_schema_is_refused_with_the_command_that_rebuilds_it
         VectorStore(settings, "old", principals=["user:x"]).search("text_vec", _vector(1), 5)
 
 
-def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings) -> None:
+def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings, monkeypatch) -> None:
     """The fast path of an all-open namespace: a chunk restricted after the reader's store looked is still
     never returned to the reader (the search goes round again, filtered)."""
     store = VectorStore(settings, "open")
@@ -99,10 +100,12 @@ def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings) -> N
     secret = Chunk(id="s1", namespace="open", doc_id="secret.pdf", source_uri="", content_sha256="0" * 64, page=1,
                    chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="secret budget figures", model_version="m",
                    principals=["user:ceo"])
-    store.upsert_chunks([secret], [_vector(2)], [None], 0.3)  # after the reader's store decided "all open"
-    assert not reader.restricted()  # still the cached answer...
+    store.upsert_chunks([secret], [_vector(2)], [None], 0.3)  # after the process decided "all open"
+    assert not VectorStore(settings, "open", principals=["user:x"]).restricted()  # still the cached answer...
     assert {h.doc_id for h in reader.search("text_vec", _vector(2), 5)} == {"open.pdf"}  # ...yet nothing leaks
+    assert reader.restricted()  # the hit that was not open taught it: later searches filter at once
     assert {h.doc_id for h in reader.search("sparse", "secret budget figures", 5)} == {"open.pdf"}
+    monkeypatch.setattr(store_module, "RESTRICTED_TTL_S", 0.0)  # once the minute is over it is asked again
     assert VectorStore(settings, "open", principals=["user:x"]).restricted()
 
 
@@ -132,7 +135,10 @@ def test_a_shared_lite_server_gets_the_fast_path_too(milvus_server: str, tmp_pat
         writer.upsert_chunks([secret], [_vector(2)], [None], 0.3)
         filters.clear()
         other = VectorStore(settings, "served", principals=["user:x"])
-        assert [h.doc_id for h in other.search("text_vec", _vector(2), 5)] == ["open.pdf"]
-        assert filters and all("array_contains_any" in f for f in filters)
+        assert [h.doc_id for h in other.search("text_vec", _vector(2), 5)] == ["open.pdf"]  # round again, filtered
+        assert "array_contains_any" in filters[-1]
+        filters.clear()
+        assert [h.doc_id for h in other.search("sparse", "secret budget", 5)] == ["open.pdf"]
+        assert filters and all("array_contains_any" in f for f in filters)  # known restricted: filtered at once
     finally:
         reader.client.search = real_search  # type: ignore[method-assign]
