@@ -100,13 +100,14 @@ def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings, monk
     secret = Chunk(id="s1", namespace="open", doc_id="secret.pdf", source_uri="", content_sha256="0" * 64, page=1,
                    chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="secret budget figures", model_version="m",
                    principals=["user:ceo"])
-    store.upsert_chunks([secret], [_vector(2)], [None], 0.3)  # after the process decided "all open"
-    assert not VectorStore(settings, "open", principals=["user:x"]).restricted()  # still the cached answer...
+    store.upsert_chunks([secret], [_vector(2)], [None], 0.3)  # after the reader found the namespace all open
+    assert not VectorStore(settings, "open", principals=["user:x"]).restricted()  # nothing has met it yet...
     assert {h.doc_id for h in reader.search("text_vec", _vector(2), 5)} == {"open.pdf"}  # ...yet nothing leaks
-    assert reader.restricted()  # the hit that was not open taught it: later searches filter at once
+    assert VectorStore(settings, "open", principals=["user:x"]).restricted()  # the hit not open taught the process
     assert {h.doc_id for h in reader.search("sparse", "secret budget figures", 5)} == {"open.pdf"}
-    monkeypatch.setattr(store_module, "RESTRICTED_TTL_S", 0.0)  # once the minute is over it is asked again
-    assert VectorStore(settings, "open", principals=["user:x"]).restricted()
+    monkeypatch.setattr(store_module, "RESTRICTED_TTL_S", 0.0)  # after a minute it is optimistic again
+    assert not reader.restricted()
+    assert {h.doc_id for h in reader.search("sparse", "secret budget figures", 5)} == {"open.pdf"}
 
 
 def test_a_shared_lite_server_gets_the_fast_path_too(milvus_server: str, tmp_path) -> None:

@@ -70,8 +70,8 @@ def _client(uri: str, token: str, timeout: float, db_name: str = "") -> Any:
         raise StoreUnavailable(f"cannot reach Milvus at {uri} ({exc.message}); is it running?") from exc
 
 
-# (uri, target, namespace) -> (whether it holds chunks not open to all, when that was asked): see restricted()
-_RESTRICTED: dict[tuple[str, str, str], tuple[bool, float]] = {}
+# (uri, target, namespace) -> when a search last met a chunk in it not open to all: see restricted()
+_RESTRICTED: dict[tuple[str, str, str], float] = {}
 RESTRICTED_TTL_S = 60.0
 _LITE_ENGINE: dict[str, bool] = {}  # Milvus URI -> whether Milvus Lite's Python engine serves it (asked once)
 
@@ -354,19 +354,15 @@ class VectorStore:
         return _lite_engine(self.settings.milvus_uri, self.client)
 
     def restricted(self) -> bool:
-        """Whether the namespace holds a chunk not open to all (Lite's fast path, `search`).
+        """Whether a search of this namespace met a chunk not open to all in the last minute (this process).
 
-        Asked at most once a minute per process: on Lite the query scans every row (0.4-2.5 s at 100k chunks,
-        measured), and a stale answer is never a leak: "all open" is re-checked on every hit, and a hit that is
-        not open marks the namespace restricted at once; a stale "restricted" only costs the filtered search.
+        Lite's fast path (`search`) tries the unfiltered search first and keeps it only if every hit is open, so
+        it is never a leak to be optimistic; this only spares a namespace known to hold restricted chunks that
+        wasted first round. It is learned from hits, never asked: on Lite a query for such chunks scans every
+        row (2.5-4.7 s at 100k chunks, measured), which made each reader's request pay it.
         """
-        key, now = (self.settings.milvus_uri, self.target, self.namespace), time.monotonic()
-        known = _RESTRICTED.get(key)
-        if known is None or now - known[1] > RESTRICTED_TTL_S:
-            rows = self.client.query(self.target, filter=f"namespace == {quote(self.namespace)} and open == false",
-                                     output_fields=["id"], limit=1)
-            known = _RESTRICTED[key] = (bool(rows), now)
-        return known[0]
+        learned = _RESTRICTED.get((self.settings.milvus_uri, self.target, self.namespace))
+        return learned is not None and time.monotonic() - learned < RESTRICTED_TTL_S
 
     # -- reads -----------------------------------------------------------------------------------
     def search(self, field: str, vector: Any, limit: int, expr: str = "") -> list[Hit]:
@@ -383,7 +379,7 @@ class VectorStore:
             rows = self._search(field, vector, limit, self._where(expr=expr, readers=False))
             if all(row["entity"]["open"] for row in rows):
                 return self._hits(field, rows)
-            _RESTRICTED[(self.settings.milvus_uri, self.target, self.namespace)] = (True, time.monotonic())
+            _RESTRICTED[(self.settings.milvus_uri, self.target, self.namespace)] = time.monotonic()
         return self._hits(field, self._search(field, vector, limit, self._where(expr=expr)))
 
     def _search(self, field: str, vector: Any, limit: int, where: str) -> list[dict[str, Any]]:
