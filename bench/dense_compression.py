@@ -72,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--legs", required=True)
     parser.add_argument("--docs", action="append", required=True)
-    parser.add_argument("--dims", type=int, nargs="+", default=[256, 128])
+    parser.add_argument("--dims", type=int, nargs="*", default=[256, 128])
     parser.add_argument("--indexes", nargs="*", default=["HNSW", "HNSW_SQ8", "IVF_SQ8"], choices=sorted(VECTOR_INDEXES))
     parser.add_argument("--nlist", type=int, default=128, help="IVF lists (about sqrt to 4 x sqrt of the chunks)")
     parser.add_argument("--nprobe", type=int, default=16, help="IVF lists scanned per search")
@@ -129,9 +129,9 @@ def indexed(path: Path, kind: str, chunks: list[Hit], vectors: np.ndarray, queri
         search_params["params"] = {"nprobe": args.nprobe}
 
     def search(n: int) -> list[Hit]:
-        (found,) = client.search("bench", data=[queries[n].tolist()], anns_field="vec", limit=args.limit,
+        (found,) = client.search("bench", data=[queries[n].tolist()], anns_field="vec", limit=args.limit, output_fields=["n"],
                                  search_params=search_params)
-        return [replace(chunks[r["id"]], score=float(r["distance"])) for r in found]
+        return [replace(chunks[int(r["n"])], score=float(r["distance"])) for r in found]
 
     return search
 
