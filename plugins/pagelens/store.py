@@ -173,9 +173,16 @@ class VectorStore:
         _LOADED[key] = self.dense_index_type()
 
     def dense_index_type(self) -> str:
-        """The index type of the target's dense fields (what search parameters it takes), "" if none."""
-        names = self.client.list_indexes(self.target, field_name="text_vec")
-        return str(self.client.describe_index(self.target, names[0]).get("index_type", "")) if names else ""
+        """The index type of the target's dense fields (what search parameters it takes); "" if it has none or
+        the server will not say (searches then take the index's defaults)."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            names = self.client.list_indexes(self.target, field_name="text_vec")
+            return str(self.client.describe_index(self.target, names[0]).get("index_type", "")) if names else ""
+        except MilvusException as exc:
+            log.warning("Cannot read the index of %s (%s): dense searches use its default parameters", self.target, exc)
+            return ""
 
     def schema_current(self, name: str | None = None) -> bool:
         """Whether the generation (default: the target) has this code's collection schema."""
