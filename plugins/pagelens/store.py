@@ -76,11 +76,12 @@ RESTRICTED_TTL_S = 60.0
 _LITE_ENGINE: dict[str, bool] = {}  # Milvus URI -> whether Milvus Lite's Python engine serves it (asked once)
 
 
-def _lite_engine(uri: str, client: Any) -> bool:
-    """Whether the Milvus behind `uri` is Milvus Lite's Python engine: a Lite file, or a Lite server (`pagelens
+def _lite_engine(settings: Settings, client: Any) -> bool:
+    """Whether the configured Milvus is Milvus Lite's Python engine: a Lite file, or a Lite server (`pagelens
     store serve`, `milvus-lite server`), which reports itself as `milvus_lite-<version>`."""
+    uri = settings.milvus_uri
     if uri not in _LITE_ENGINE:
-        if not uri.startswith(("http://", "https://", "tcp://", "unix:")):
+        if settings.is_lite:
             _LITE_ENGINE[uri] = True
         else:
             try:
@@ -358,7 +359,7 @@ class VectorStore:
 
     def lite_engine(self) -> bool:
         """Milvus Lite (file or server): filters are evaluated row by row in Python (see `search`)."""
-        return _lite_engine(self.settings.milvus_uri, self.client)
+        return _lite_engine(self.settings, self.client)
 
     def restricted(self) -> bool:
         """Whether a search of this namespace met a chunk not open to all in the last minute (this process).
