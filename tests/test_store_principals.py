@@ -29,6 +29,13 @@ def _vector(seed: int) -> list[float]:
     return [v / norm for v in values]
 
 
+def _page_chunk(chunk_id: str, namespace: str, doc: str, text: str, principals: list[str] | None = None) -> Chunk:
+    """A one-page chunk; `principals` None: open to everyone."""
+    return Chunk(id=chunk_id, namespace=namespace, doc_id=doc, source_uri="", content_sha256="0" * 64, page=1,
+                 chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text=text, model_version="m",
+                 **({"principals": principals} if principals is not None else {}))
+
+
 def _fill(settings) -> VectorStore:
     store = VectorStore(settings, "acl")
     store.ensure_collection()
@@ -92,14 +99,11 @@ def test_lite_skips_the_array_filter_only_while_every_hit_is_open(settings, monk
     never returned to the reader (the search goes round again, filtered)."""
     store = VectorStore(settings, "open")
     store.ensure_collection()
-    open_chunk = Chunk(id="o1", namespace="open", doc_id="open.pdf", source_uri="", content_sha256="0" * 64, page=1,
-                       chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="open budget figures", model_version="m")
+    open_chunk = _page_chunk("o1", "open", "open.pdf", "open budget figures")
     store.upsert_chunks([open_chunk], [_vector(1)], [None], 0.3)
     reader = VectorStore(settings, "open", principals=["user:x"])
     assert [h.doc_id for h in reader.search("text_vec", _vector(1), 5)] == ["open.pdf"] and not reader.restricted()
-    secret = Chunk(id="s1", namespace="open", doc_id="secret.pdf", source_uri="", content_sha256="0" * 64, page=1,
-                   chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="secret budget figures", model_version="m",
-                   principals=["user:ceo"])
+    secret = _page_chunk("s1", "open", "secret.pdf", "secret budget figures", ["user:ceo"])
     store.upsert_chunks([secret], [_vector(2)], [None], 0.3)  # after the reader found the namespace all open
     assert not VectorStore(settings, "open", principals=["user:x"]).restricted()  # nothing has met it yet...
     assert {h.doc_id for h in reader.search("text_vec", _vector(2), 5)} == {"open.pdf"}  # ...yet nothing leaks
@@ -119,8 +123,7 @@ def test_a_shared_lite_server_gets_the_fast_path_too(milvus_server: str, tmp_pat
     settings = Settings(data_dir=tmp_path, milvus_uri=milvus_server, collection="fastpath")
     writer = VectorStore(settings, "served")
     writer.ensure_collection()
-    chunk = Chunk(id="p1", namespace="served", doc_id="open.pdf", source_uri="", content_sha256="0" * 64, page=1,
-                  chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="open budget figures", model_version="m")
+    chunk = _page_chunk("p1", "served", "open.pdf", "open budget figures")
     writer.upsert_chunks([chunk], [_vector(1)], [None], 0.3)
     reader = VectorStore(settings, "served", principals=["user:x"])
     assert reader.lite_engine()
@@ -130,9 +133,7 @@ def test_a_shared_lite_server_gets_the_fast_path_too(milvus_server: str, tmp_pat
     try:
         assert [h.doc_id for h in reader.search("text_vec", _vector(1), 5)] == ["open.pdf"]
         assert filters and not any("array_contains_any" in f for f in filters)
-        secret = Chunk(id="s1", namespace="served", doc_id="secret.pdf", source_uri="", content_sha256="0" * 64,
-                       page=1, chunk_no=0, bbox=(0, 0, 1, 1), kind="text", text="secret budget", model_version="m",
-                       principals=["user:ceo"])
+        secret = _page_chunk("s1", "served", "secret.pdf", "secret budget", ["user:ceo"])
         writer.upsert_chunks([secret], [_vector(2)], [None], 0.3)
         filters.clear()
         other = VectorStore(settings, "served", principals=["user:x"])
