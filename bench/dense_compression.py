@@ -7,7 +7,9 @@ Every chunk's `text_vec` is read from the eval index. Variants of the dense leg,
   namespace's own chunk vectors (no labels: what a rebuild could fit), exact search;
 - `<INDEX>` (`--indexes`, e.g. HNSW_SQ8 IVF_SQ8): the vectors written to a scratch Milvus Lite collection with that
   index (IVF_SQ8 with `--nlist`, searched with `--nprobe`, as `store.py` does), flushed, loaded and searched.
-Each dense leg is then fused with the question's stored BM25 leg and reranked as `hybrid` does.
+Each dense leg is then fused with the question's stored BM25 leg and reranked as `hybrid` does. Beside the recalls:
+the median time of one top-`--limit` dense search, and for the indexed variants the bytes per chunk of the vector
+index Lite built (its faiss index file: what a loaded segment holds for that field), scaled to a million chunks.
 
 Usage: python bench/dense_compression.py --legs DATA_DIR/legs.json.gz --docs DOCS [--docs DOCS2]
        [--dims 256 128] [--indexes HNSW_SQ8 IVF_SQ8] [--nlist 128] [--nprobe 16]
@@ -17,8 +19,10 @@ Usage: python bench/dense_compression.py --legs DATA_DIR/legs.json.gz --docs DOC
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -86,6 +90,7 @@ def main() -> None:
     questions = np.asarray(text_encoder(settings).encode([r["question"] for r in rows]), dtype=np.float32)
     print(f"{len(chunks)} chunks, {len(rows)} answerable questions; recall@1 [95% interval] / recall@5", flush=True)
     variants: dict[str, Callable[[int], list[Hit]]] = {"384 exact": exact(chunks, vectors, questions, args.limit)}
+    index_bytes: dict[str, float] = {}
     for dim in args.dims:
         project = pca(vectors, dim)
         variants[f"PCA {dim}"] = exact(chunks, project(vectors), project(questions), args.limit)
@@ -93,7 +98,8 @@ def main() -> None:
         for kind in args.indexes:
             label = f"{kind} nlist={args.nlist} nprobe={args.nprobe}" if kind == "IVF_SQ8" else kind
             variants[label] = indexed(Path(scratch) / f"{kind}.db", kind, chunks, vectors, questions, args)
-        report(variants, rows, settings)
+            index_bytes[label] = index_file_bytes(Path(scratch) / f"{kind}.db") / len(chunks)
+        report(variants, rows, settings, index_bytes)
 
 
 def exact(chunks: list[Hit], matrix: np.ndarray, queries: np.ndarray, limit: int) -> Callable[[int], list[Hit]]:
@@ -136,6 +142,11 @@ def indexed(path: Path, kind: str, chunks: list[Hit], vectors: np.ndarray, queri
     return search
 
 
+def index_file_bytes(path: Path) -> int:
+    """Bytes of the vector index files Lite wrote for the scratch collection (one per sealed segment)."""
+    return sum(f.stat().st_size for f in path.rglob("*.idx"))
+
+
 def wait_for_index_build(path: Path) -> None:
     """Block until Milvus Lite's background compaction and index build of the scratch file are done.
 
@@ -151,11 +162,15 @@ def wait_for_index_build(path: Path) -> None:
         collection._wait_for_bg()
 
 
-def report(variants: dict[str, Callable[[int], list[Hit]]], rows: list[dict[str, Any]], settings: Any) -> None:
+def report(variants: dict[str, Callable[[int], list[Hit]]], rows: list[dict[str, Any]], settings: Any,
+           index_bytes: dict[str, float]) -> None:
     for name, search in variants.items():
         table: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        times = []
         for n, row in enumerate(rows):
+            started = time.perf_counter()
             dense = search(n)
+            times.append((time.perf_counter() - started) * 1000)
             legs = {"bm25": row["hits"]["bm25"], "dense": dense, "image": []}
             hybrid = rerank(row["question"], fuse_scores(legs, fusion_weights(settings)),
                             (h for leg in legs.values() for h in leg), rerank_weights(settings), settings.rerank_pages)
@@ -167,7 +182,9 @@ def report(variants: dict[str, Callable[[int], list[Hit]]], rows: list[dict[str,
             at1 = [a for a, _ in values]
             low, high = bootstrap_interval(at1)
             cells.append(f"{mode} {file}: {np.mean(at1):.3f} [{low:.2f}-{high:.2f}] / {np.mean([b for _, b in values]):.3f}")
-        print(f"{name:34} " + "; ".join(cells))
+        size = (f"; index {index_bytes[name]:,.0f} B/chunk = {index_bytes[name] * 1e6 / 2**30:.2f} GiB per million"
+                if name in index_bytes else "")
+        print(f"{name:34} " + "; ".join(cells) + f"; search p50 {statistics.median(times):.1f} ms{size}")
 
 
 if __name__ == "__main__":
