@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,36 @@ def test_settings_choose_the_store(tmp_path: Path) -> None:
     assert isinstance(content_store(Settings(data_dir=tmp_path, content_store="s3://b/p")), S3ContentStore)
     with pytest.raises(ValueError, match="s3://bucket/prefix"):
         content_store(Settings(data_dir=tmp_path, content_store="gs://b/p"))
+
+
+def test_objects_lists_each_document_with_its_sidecars_and_delete_removes_them(store: ContentStore,
+                                                                              tmp_path: Path) -> None:
+    path, sha = kept_file(tmp_path, b"%PDF-1.7 first")
+    (tmp_path / "second").mkdir()
+    other_path, other = kept_file(tmp_path / "second", b"%PDF-1.7 second")
+    store.put(sha, path)
+    store.put_json(sha, "pii-v1", {"1": []})
+    store.put(other, other_path)
+    listed = {o.key: o for o in store.objects()}
+    assert set(listed) == {f"{sha[:2]}/{sha}", f"{sha[:2]}/{sha}.pii-v1.json", f"{other[:2]}/{other}"}
+    assert listed[f"{sha[:2]}/{sha}"].size == len(b"%PDF-1.7 first") and listed[f"{sha[:2]}/{sha}"].sha256 == sha
+    assert {o.key for o in store.objects(sha)} == {f"{sha[:2]}/{sha}", f"{sha[:2]}/{sha}.pii-v1.json"}
+    assert store.get(sha) is not None  # (an S3 read also leaves a local copy: delete must take it too)
+    store.delete(o.key for o in store.objects(sha))
+    assert store.get(sha) is None and store.get_json(sha, "pii-v1") is None
+    assert [o.key for o in store.objects()] == [f"{other[:2]}/{other}"]
+    store.delete([f"{sha[:2]}/{sha}"])  # already gone: fine
+
+
+def test_putting_kept_bytes_again_refreshes_their_timestamp(store: ContentStore, tmp_path: Path) -> None:
+    """What a sweep's grace period counts from: bytes a running ingest puts again are recent, however old."""
+    path, sha = kept_file(tmp_path, b"%PDF-1.7 old bytes")
+    store.put(sha, path)
+    if isinstance(store, LocalContentStore):
+        os.utime(store.root / f"{sha[:2]}/{sha}", (time.time() - 86_400, time.time() - 86_400))
+    (first,) = store.objects(sha)
+    time.sleep(1.1)  # S3 timestamps have whole seconds
+    store.put(sha, path)
+    (again,) = store.objects(sha)
+    assert again.modified > first.modified and time.time() - again.modified < 60
+    assert store.get(sha) is not None and store.get(sha).read_bytes() == b"%PDF-1.7 old bytes"  # type: ignore[union-attr]

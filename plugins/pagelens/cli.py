@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_prune)
 
+    p = sub.add_parser("gc", help="delete kept bytes no indexed document references (see what goes with --dry-run)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    p.add_argument("--grace-hours", type=float, default=None,
+                   help="leave bytes put more recently than this (default PAGELENS_CONTENT_GRACE_HOURS, 48)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_gc)
+
     p = sub.add_parser("generations", help="a namespace's index generations (the live one marked *)")
     p.add_argument("--namespace", default="default")
     p.set_defaults(run=_generations)
@@ -171,6 +178,29 @@ def _documents(args: argparse.Namespace) -> int:
     rows = Registry(get_settings().registry_url).documents(args.namespace)
     _print_reports([DocumentReport(doc=r.doc_id, status=r.status, reason=r.reason, pages=r.pages, ocr_pages=r.ocr_pages,
                                    tables=r.tables, figures=r.figures, chunks=r.chunks, seconds=r.seconds) for r in rows])
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    """The content store and the parse cache against the registry of every namespace (pipeline/sweep.py)."""
+    from pagelens.pipeline.sweep import sweep, sweep_plan
+
+    settings = get_settings()
+    if args.grace_hours is not None and args.grace_hours < 0:
+        raise ValueError("--grace-hours must be 0 or more")
+    plan = sweep_plan(settings, args.grace_hours)
+    summary = plan.summary(args.dry_run)
+    if not args.dry_run:
+        sweep(settings, plan)
+    verb = "would delete" if args.dry_run else "deleted"
+    if not args.json or sys.stdout.isatty():
+        print(f"{verb} the kept bytes of {len(plan.hashes)} unreferenced documents: {len(plan.objects)} objects "
+              f"and {len(plan.parse_cache)} parse cache files, {summary['bytes'] / 2**20:.1f} MiB")
+        if plan.kept_recent:
+            print(f"left {plan.kept_recent} unreferenced documents put within the grace period "
+                  f"({settings.content_grace_hours if args.grace_hours is None else args.grace_hours:g} h)")
+    if args.json:
+        print(json.dumps(summary))
     return 0
 
 

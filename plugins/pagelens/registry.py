@@ -139,6 +139,12 @@ class Registry:
         with Session(self.engine) as session:
             return list(session.scalars(query))
 
+    def indexed_hashes(self) -> set[str]:
+        """The content hashes of every indexed document, in any namespace: the bytes the content store must keep."""
+        query = select(DocumentRecord.content_sha256).filter_by(status="indexed").distinct()
+        with Session(self.engine) as session:
+            return set(session.scalars(query))
+
     def indexed_namespaces_updated(self) -> dict[str, dt.datetime]:
         """Namespaces with indexed documents and when their newest row changed."""
         query = (select(DocumentRecord.namespace, func.max(DocumentRecord.updated_at))

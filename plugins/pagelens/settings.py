@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     kafka_topic: str = "pagelens.index-events"  # their topic: one message per changed namespace and run
     namespaces: dict[str, NamespaceConfig] = Field(default_factory=dict)  # JSON in PAGELENS_NAMESPACES
     content_store: str = ""  # indexed bytes, for page images: empty = <data_dir>/content; s3://bucket/prefix (aws_conn_id)
+    # `pagelens gc`: bytes no indexed document references stay this long after they were last put (a running
+    # ingest puts bytes before the registry records them)
+    content_grace_hours: float = 48.0
 
     # --- execution: where the parse and encode steps run ---
     execution: Literal["local", "kubernetes"] = "local"  # read when DAG files are parsed
@@ -164,6 +167,7 @@ class Settings(BaseSettings):
     reindex_max_recall_drop: float = 0.02  # the rebuild swaps in only if its gold recall@5 is at most this much lower
     keep_generations: int = 2  # generations kept per namespace after a swap: the live one and the previous (rollback)
     drift_schedule: str = "@weekly"  # pagelens_drift (read when DAG files are parsed)
+    gc_schedule: str = "@daily"  # pagelens_gc, the sweep of unreferenced kept bytes (read when DAG files are parsed)
     drift_min_median: float = 0.85  # median cosine of probe embeddings vs the baseline below which drift is reported
 
     # --- observability ---

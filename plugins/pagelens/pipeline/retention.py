@@ -22,6 +22,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from pagelens.pipeline.sweep import sweep_hashes
 from pagelens.records import DocumentReport
 from pagelens.registry import DocumentRecord, Registry
 from pagelens.settings import Retention
@@ -86,7 +87,8 @@ def prune_plan(namespace: str, settings: Settings, retention: Retention | None =
 
 
 def prune(namespace: str, settings: Settings, reports: list[DocumentReport]) -> list[DocumentReport]:
-    """Delete the expired documents' vectors, then their registry rows; both deletes are idempotent, so a retry
+    """Delete the expired documents' vectors, then their registry rows, then their kept bytes (content store and
+    parse cache, unless another indexed document has the same content); every delete is idempotent, so a retry
     of the finish step applies the same plan again. Returns the reports, now applied."""
     if not reports:
         return []
@@ -95,6 +97,7 @@ def prune(namespace: str, settings: Settings, reports: list[DocumentReport]) -> 
     for report in reports:
         store.delete_document(report.doc)
     Registry(settings.registry_url).remove(namespace, [r.doc for r in reports])
+    sweep_hashes(settings, {r.content_sha256 for r in reports if r.content_sha256})  # their kept bytes too
     log.info("Pruned %d documents of %s past their retention", len(reports), namespace)
     return reports
 
