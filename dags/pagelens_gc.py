@@ -40,14 +40,10 @@ def pagelens_gc() -> None:
     @task
     def sweep_kept_bytes(params: dict[str, Any] | None = None) -> dict[str, Any]:
         from pagelens.airflow.hooks.milvus import task_settings
-        from pagelens.pipeline.sweep import sweep, sweep_plan
+        from pagelens.pipeline.sweep import collect_garbage
 
         params = params or {}
-        settings = task_settings()
-        plan = sweep_plan(settings, params.get("grace_hours"))
-        summary = plan.summary(bool(params.get("dry_run")))
-        if not summary["dry_run"]:
-            sweep(settings, plan)
+        summary = collect_garbage(task_settings(), params.get("grace_hours"), bool(params.get("dry_run")))
         log.info("%s the kept bytes of %d unreferenced documents (%d objects, %.1f MiB); %d left as recent",
                  "Would delete" if summary["dry_run"] else "Deleted", summary["documents"], summary["objects"],
                  summary["bytes"] / 2**20, summary["kept_recent"])

@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from pagelens.drift import DriftResult, EncoderDrift
-from pagelens.jobmetrics import drift_registry, ingest_registry
+from pagelens.jobmetrics import drift_registry, gc_registry, ingest_registry
 from pagelens.settings import Settings
 from query_api import create_app
 from tests.api_fixtures import OPS_DOC
@@ -83,7 +83,9 @@ def test_the_dashboard_and_rules_read_only_series_the_code_exports(tmp_path: Pat
     api = create_app(Settings(data_dir=tmp_path / "data", api_warm_on_start=False)).test_client()
     exported = exposition_names(api.get("/metrics").get_data(as_text=True))
     result = DriftResult(False, "v", "t", "v", 0.85, [EncoderDrift("text", 3, 0.99, 0.98, [0, 3])])
-    for registry in (ingest_registry([{"status": "indexed", "pages": 2, "chunks": 5}], 1.0), drift_registry(result)):
+    swept = {"documents": 1, "bytes": 10, "kept_recent": 0}
+    for registry in (ingest_registry([{"status": "indexed", "pages": 2, "chunks": 5}], 1.0), drift_registry(result),
+                     gc_registry(swept)):
         exported |= exposition_names(generate_latest(registry).decode())
     read = set().union(*map(series_names, dashboard_exprs()), *map(series_names, rule_exprs()))
     assert {"request_latency_seconds_bucket", "http_requests_total", "pagelens_ingest_pages"} <= read  # parsed
@@ -120,6 +122,7 @@ def test_a_real_prometheus_scrapes_the_api_and_evaluates_every_rule(sample_docs:
                        capture_output=True, timeout=300)
         for _ in range(2):  # the first run takes the baseline, the second compares and pushes
             subprocess.run([*cli, "drift"], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run([*cli, "gc"], env=env, check=True, capture_output=True, timeout=300)  # pushes its gauges
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with running([*cli, "serve", "--port", str(port)], env, base, tmp_path / "serve.log"):
@@ -138,6 +141,8 @@ def test_a_real_prometheus_scrapes_the_api_and_evaluates_every_rule(sample_docs:
                 assert pages["metric"]["namespace"] == "ops" and float(pages["value"][1]) > 0
                 (text,) = wait_for(prom, 'pagelens_drift_median_cosine{encoder="text"}')
                 assert float(text["value"][1]) > 0.99  # the same model as the baseline
+                (swept,) = wait_for(prom, "pagelens_gc_last_success_timestamp_seconds")
+                assert abs(time.time() - float(swept["value"][1])) < 600
 
                 rules_state = get_json(f"{prom}/api/v1/rules")["data"]["groups"]
                 evaluated = [r for g in rules_state for r in g["rules"]]

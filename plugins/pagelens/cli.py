@@ -183,21 +183,18 @@ def _documents(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     """The content store and the parse cache against the registry of every namespace (pipeline/sweep.py)."""
-    from pagelens.pipeline.sweep import sweep, sweep_plan
+    from pagelens.pipeline.sweep import collect_garbage
 
     settings = get_settings()
     if args.grace_hours is not None and args.grace_hours < 0:
         raise ValueError("--grace-hours must be 0 or more")
-    plan = sweep_plan(settings, args.grace_hours)
-    summary = plan.summary(args.dry_run)
-    if not args.dry_run:
-        sweep(settings, plan)
+    summary = collect_garbage(settings, args.grace_hours, args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     if not args.json or sys.stdout.isatty():
-        print(f"{verb} the kept bytes of {len(plan.hashes)} unreferenced documents: {len(plan.objects)} objects "
-              f"and {len(plan.parse_cache)} parse cache files, {summary['bytes'] / 2**20:.1f} MiB")
-        if plan.kept_recent:
-            print(f"left {plan.kept_recent} unreferenced documents put within the grace period "
+        print(f"{verb} the kept bytes of {summary['documents']} unreferenced documents: {summary['objects']} objects "
+              f"and {summary['parse_cache_files']} parse cache files, {summary['bytes'] / 2**20:.1f} MiB")
+        if summary["kept_recent"]:
+            print(f"left {summary['kept_recent']} unreferenced documents put within the grace period "
                   f"({settings.content_grace_hours if args.grace_hours is None else args.grace_hours:g} h)")
     if args.json:
         print(json.dumps(summary))

@@ -1,4 +1,4 @@
-"""Metrics of the batch jobs (ingest runs, drift checks), pushed to a Prometheus Pushgateway when one is set.
+"""Metrics of the batch jobs (ingest runs, drift checks, sweeps of kept bytes), pushed to a Pushgateway when set.
 
 Airflow tasks end before any scrape could reach them, so they push: each run replaces its own figures under the
 grouping `job`/`namespace` (last-run gauges, not counters), and the alerting rules in k8s/monitoring read them.
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pagelens.settings import Settings
 
 log = logging.getLogger(__name__)
-INGEST_JOB, DRIFT_JOB = "pagelens_ingest", "pagelens_drift"
+INGEST_JOB, DRIFT_JOB, GC_JOB = "pagelens_ingest", "pagelens_drift", "pagelens_gc"
 STATUSES = ("indexed", "skipped", "quarantined", "deleted", "expired")  # always pushed, 0 included: ratios stay defined
 
 
@@ -38,6 +38,30 @@ def push_drift_check(settings: Settings, result: DriftResult) -> bool:
     if not settings.metrics_pushgateway:
         return False
     return _push(settings, DRIFT_JOB, drift_registry(result), {}, replace=False)
+
+
+def push_gc_sweep(settings: Settings, summary: Mapping[str, Any]) -> bool:
+    """Push a finished sweep of kept bytes (`pipeline/sweep.py`'s summary), replacing the last one; False when no
+    gateway is set."""
+    if not settings.metrics_pushgateway:
+        return False
+    return _push(settings, GC_JOB, gc_registry(summary), {}, replace=True)
+
+
+def gc_registry(summary: Mapping[str, Any]) -> CollectorRegistry:
+    """A finished sweep: what it deleted, what it left for being recent, and when it finished."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    registry = CollectorRegistry()
+    Gauge("pagelens_gc_deleted_documents", "Unreferenced documents whose kept bytes the last sweep deleted.",
+          registry=registry).set(summary["documents"])
+    Gauge("pagelens_gc_deleted_bytes", "Bytes the last sweep deleted (content store and parse cache).",
+          registry=registry).set(summary["bytes"])
+    Gauge("pagelens_gc_kept_recent_documents", "Unreferenced documents the last sweep left: put within the grace.",
+          registry=registry).set(summary["kept_recent"])
+    Gauge("pagelens_gc_last_success_timestamp_seconds", "When the last sweep of kept bytes finished (Unix time).",
+          registry=registry).set(time.time())
+    return registry
 
 
 def ingest_registry(reports: Iterable[Mapping[str, Any]], seconds: float) -> CollectorRegistry:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pagelens.contentstore import ContentStore, StoredObject, content_store, sha_of
+from pagelens.jobmetrics import push_gc_sweep
 from pagelens.parsing.renditions import RENDITION
 from pagelens.registry import Registry
 from pagelens.settings import Settings
@@ -80,6 +81,16 @@ def sweep(settings: Settings, plan: SweepPlan) -> SweepPlan:
         log.info("Swept %d documents' kept bytes (%d objects, %d parse cache files)", len(plan.hashes),
                  len(plan.objects), len(plan.parse_cache))
     return plan
+
+
+def collect_garbage(settings: Settings, grace_hours: float | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """The whole store swept (`pagelens gc`, the `pagelens_gc` DAG): its summary, pushed as metrics when real."""
+    plan = sweep_plan(settings, grace_hours)
+    summary = plan.summary(dry_run)
+    if not dry_run:
+        sweep(settings, plan)
+        push_gc_sweep(settings, summary)  # PAGELENS_METRICS_PUSHGATEWAY, if set: the stale-sweep alert reads it
+    return summary
 
 
 def sweep_hashes(settings: Settings, hashes: set[str]) -> SweepPlan:
