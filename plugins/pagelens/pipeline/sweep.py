@@ -55,10 +55,8 @@ def sweep_plan(settings: Settings, grace_hours: float | None = None, hashes: set
     live = Registry(settings.registry_url).indexed_hashes()
     by_hash = _objects_by_hash(store, hashes)
     for sha in [s for s in by_hash if s in live]:  # a live document's rendition is live with it
-        if any(o.key.endswith(f".{RENDITION}.json") for o in by_hash[sha]):
-            pointer = store.get_json(sha, RENDITION)
-            if isinstance(pointer, dict) and isinstance(pointer.get("sha256"), str):
-                live.add(pointer["sha256"])
+        if (target := _rendition_of(store, sha, by_hash[sha])) is not None:
+            live.add(target)
     plan = SweepPlan()
     cache = _parse_cache_by_hash(settings, hashes)
     for sha in (by_hash.keys() | cache.keys()) - live:
@@ -106,12 +104,19 @@ def _objects_by_hash(store: ContentStore, hashes: set[str] | None) -> dict[str, 
         by_hash[obj.sha256].append(obj)
     if hashes is not None:  # follow the pruned documents' renditions to the PDFs they point at
         for sha in list(by_hash):
-            if any(o.key.endswith(f".{RENDITION}.json") for o in by_hash[sha]):
-                pointer = store.get_json(sha, RENDITION)
-                if isinstance(pointer, dict) and isinstance(target := pointer.get("sha256"), str):
-                    for obj in store.objects(target):
-                        by_hash[obj.sha256].append(obj)
+            if (target := _rendition_of(store, sha, by_hash[sha])) is not None:
+                for obj in store.objects(target):
+                    by_hash[obj.sha256].append(obj)
     return by_hash
+
+
+def _rendition_of(store: ContentStore, sha: str, objects: list[StoredObject]) -> str | None:
+    """The hash of the PDF rendition a document's sidecar points at, if it has one (read only when listed)."""
+    if not any(o.key.endswith(f".{RENDITION}.json") for o in objects):
+        return None
+    pointer = store.get_json(sha, RENDITION)
+    target = pointer.get("sha256") if isinstance(pointer, dict) else None
+    return target if isinstance(target, str) and sha_of(target) == target else None
 
 
 def _parse_cache_by_hash(settings: Settings, hashes: set[str] | None) -> dict[str, list[Path]]:
