@@ -211,9 +211,9 @@ def abstention(args: argparse.Namespace) -> None:
     for row in rows:
         hits = rerank(row["question"], fuse_scores(row["hits"], weights), (h for leg in row["hits"].values() for h in leg),
                       rerank_weights(settings), settings.rerank_pages)  # what hybrid answers from
-        scored = rank_sentences(row["question"], hits, settings)
+        scored = rank_sentences(row["question"], hits)
         dense_top = max((h.score for h in row["hits"]["dense"]), default=0.0)
-        features.append({"support": scored[0].score if scored else -1.0, "dense_top": dense_top,
+        features.append({"support": scored[0].support if scored else -1.0, "dense_top": dense_top,
                          "answerable": bool(row["pages"])})
     answerable = [f for f in features if f["answerable"]]
     silent = [f for f in features if not f["answerable"]]

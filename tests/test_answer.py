@@ -10,8 +10,6 @@ from pagelens.answer import answer, build_messages, extractive_answer, verify_ci
 from pagelens.records import Hit
 from pagelens.settings import Settings
 
-pytestmark = pytest.mark.integration  # MiniLM scores the sentences
-
 HITS = [
     Hit(id="1", doc_id="r.pdf", page=2, kind="table", bbox=[10, 20, 300, 200], score=0.9,
         text="Revenue by region\nRegion | 2024 | 2025\nEurope | 19.0 | 21.4\nTotal | 41.7 | 48.2"),
@@ -89,7 +87,7 @@ def test_a_table_row_comes_with_its_column_headers(tmp_path) -> None:
 
 
 def test_weak_evidence_gives_an_abstention_that_cites_nothing(tmp_path) -> None:
-    settings = Settings(data_dir=tmp_path, abstain_below=0.9)
+    settings = Settings(data_dir=tmp_path, abstain_below=0.5)
     result = extractive_answer("What colour is the CEO's car?", HITS, settings)
     assert result.abstained and result.citations == [] and result.text == "The documents do not say."
     assert not extractive_answer("How many people work at the Eindhoven plant?", HITS, settings).abstained
@@ -126,3 +124,23 @@ def test_a_caption_that_restates_the_question_loses_to_the_row_that_answers(tmp_
                                Settings(data_dir=tmp_path))
     assert "Women | 65.5 % | 66.5 %" in result.text and not result.text.startswith("Table"), result.text
     assert "(columns: Group | 2004 | 2005)" in result.text
+
+
+def test_between_equally_worded_sentences_the_better_retrieved_chunk_answers(tmp_path) -> None:
+    def hit(n: int, score: float) -> Hit:
+        return Hit(id=str(n), doc_id="m.pdf", page=n, kind="text", bbox=[0, 0, 1, 1], score=score,
+                   text=f"The pump is serviced every {n} months by the site team.")
+
+    weak, strong = hit(4, 0.3), hit(9, 0.9)
+    for order in ([weak, strong], [strong, weak]):  # retrieval's score decides, not only the list position
+        result = extractive_answer("How often is the pump serviced?", order, Settings(data_dir=tmp_path))
+        assert result.citations[0].page == 9, result.text
+
+
+def test_a_year_does_not_answer_how_many(tmp_path) -> None:
+    plant = Hit(id="p", doc_id="r.pdf", page=1, kind="text", bbox=[0, 0, 1, 1], score=0.9,
+                text="The Eindhoven plant opened in 2025 with staff from Acme Robotics. It employs 74 engineers.")
+    result = extractive_answer("How many engineers does the Eindhoven plant employ?", [plant], Settings(data_dir=tmp_path))
+    assert result.text.startswith("74 engineers:"), result.text
+    dated = extractive_answer("When did the Eindhoven plant open?", [plant], Settings(data_dir=tmp_path))
+    assert dated.text.startswith("2025"), dated.text

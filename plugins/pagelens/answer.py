@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pagelens.embed import text_encoder
 from pagelens.records import Answer, Citation, Hit
 from pagelens.settings import Settings
 from pagelens.terms import STOP
@@ -21,9 +20,11 @@ from pagelens.tracing import context_carrier, current_span_attribute, span
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\"'])")
 NUMERIC_QUESTION = re.compile(r"\b(how (many|much|long|large|big|high|old|far)|what (percentage|share|number|"
                               r"year|date|amount|value|rate|cost|price)|when|which year)\b", re.I)
+DATE_QUESTION = re.compile(r"\b(when|(what|which) (year|date|day|month))\b", re.I)
+YEAR = re.compile(r"^(1[89]|20)\d\d$")  # "2025" answers "when", never "how many"
 SECOND_SENTENCE_MARGIN = 0.1  # a second sentence must score within this of the best
-MAX_EMBEDDED = 12  # candidate sentences scored with MiniLM per answer
 EVIDENCE_CHUNKS = 5
+RANK_PRIOR = 0.15  # a sentence of the n-th evidence chunk gains RANK_PRIOR / n: ties go to the better-ranked chunk
 
 
 ABSTAIN_TEXT = "The documents do not say."
@@ -52,13 +53,13 @@ def abstention() -> Answer:
 
 def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Answer:
     """The sentence (or table row) of the top chunks that best answers, cited to its page; an abstention when
-    no sentence supports the question well enough (`settings.abstain_below`).
+    no sentence supports the question well enough (its `support` below `settings.abstain_below`).
 
     A second sentence is added only when it scores nearly as well and brings question terms the first lacks.
     """
     start = time.perf_counter()
-    scored = rank_sentences(question, hits, settings)
-    if not scored or scored[0].score < settings.abstain_below:
+    scored = rank_sentences(question, hits)
+    if not scored or scored[0].support < settings.abstain_below:
         result = abstention()
         result.timings["answer_s"] = round(time.perf_counter() - start, 4)
         return result
@@ -85,14 +86,21 @@ def extractive_answer(question: str, hits: list[Hit], settings: Settings) -> Ans
 
 @dataclass
 class Scored:
-    """A candidate answer unit: a sentence or table row of an evidence chunk, with its support score."""
+    """A candidate answer unit: a sentence or table row of an evidence chunk, with its scores.
+
+    `support` is what the sentence itself says for the question (terms, novelty, a new number), comparable
+    across questions: abstention is decided on it. `score` adds how strongly retrieval ranked its chunk and
+    orders the candidates of one question.
+    """
 
     score: float
+    support: float
     sentence: str
     hit: Hit
     terms: set[str]
     q_terms: set[str]
     wants_number: bool
+    wants_date: bool = False
     header: str = ""  # the column headers when the unit is a table row
 
     @property
@@ -100,30 +108,31 @@ class Scored:
         return f"{self.sentence} (columns: {self.header})" if self.header else self.sentence
 
 
-def rank_sentences(question: str, hits: list[Hit], settings: Settings) -> list[Scored]:
-    """The evidence sentences scored for how well they answer the question, best first."""
-    candidates = [(s, rank, hit, header) for rank, hit in enumerate(hits[:EVIDENCE_CHUNKS])
-                  for s, header in _units(hit)]
+def rank_sentences(question: str, hits: list[Hit]) -> list[Scored]:
+    """The evidence sentences scored for how well they answer the question, best first.
+
+    No model runs here: the question's meaning was already matched when retrieval scored the chunks (MiniLM
+    and BM25, fused and reranked), so a sentence carries its chunk's score relative to the best evidence
+    chunk's, and its own terms decide within a chunk. Re-embedding the sentences with MiniLM cost 250 ms a
+    query on this machine and chose worse sentences on the dev questions (README, "Answers").
+    """
+    evidence = hits[:EVIDENCE_CHUNKS]
+    candidates = [(s, rank, hit, header) for rank, hit in enumerate(evidence) for s, header in _units(hit)]
     if not candidates:
         return []
     q_terms = _terms(question)
-    wants_number = bool(NUMERIC_QUESTION.search(question))
+    wants_number, wants_date = bool(NUMERIC_QUESTION.search(question)), bool(DATE_QUESTION.search(question))
     # Overlapping chunks repeat sentences: each is kept once, at its best rank.
     candidates = list({c[0]: c for c in reversed(candidates)}.values())[::-1]
     sentence_terms = [_terms(c[0]) for c in candidates]
     weights = _idf(q_terms, sentence_terms)
-    # Only the lexically likeliest sentences go through MiniLM: it is most of an answer's cost per query.
-    shortlist = sorted(range(len(candidates)), key=lambda i: -(_overlap(q_terms, sentence_terms[i], weights)
-                                                               + 0.15 / (1 + candidates[i][1])))[:MAX_EMBEDDED]
-    # A table row is embedded with its column headers: "Nagaland | 4.4 | -0.47" alone means little.
-    vectors = text_encoder(settings).encode([question] + [f"{candidates[i][3]}: {candidates[i][0]}" if candidates[i][3]
-                                                          else candidates[i][0] for i in shortlist])
+    best = max(max(h.score for h in evidence), 0.0)
     scored = []
-    for i, vec in zip(shortlist, vectors[1:], strict=True):
-        sentence, rank, hit, header = candidates[i]
-        support = _support(sentence, sentence_terms[i], q_terms, weights, vec, vectors[0], wants_number)
-        scored.append(Scored(support + 0.15 / (1 + rank), sentence, hit, sentence_terms[i], q_terms, wants_number,
-                             header))
+    for (sentence, rank, hit, header), terms in zip(candidates, sentence_terms, strict=True):
+        support = _support(sentence, terms, q_terms, weights, wants_number, wants_date)
+        relevance = max(hit.score, 0.0) / best if best > 0 else 0.0
+        scored.append(Scored(support + relevance + RANK_PRIOR / (1 + rank), support, sentence, hit, terms, q_terms,
+                             wants_number, wants_date, header))
     scored.sort(key=lambda c: -c.score)
     return scored
 
@@ -137,10 +146,11 @@ def lead_value(sentence: str, question: str) -> str:
     """The number (with the word after it as its unit) the sentence adds to the question, for a value-first answer.
 
     The value nearest the question's terms wins when there are several; "" when the sentence adds no number.
+    A year leads only the answer to a question that asks when.
     """
-    asked = set(NUMBER.findall(question))
+    asked, wants_date = set(NUMBER.findall(question)), bool(DATE_QUESTION.search(question))
     found = [m for m in NUMBER.finditer(sentence) if m.group(0).strip() not in asked
-             and not LABEL_WORD.search(sentence[:m.start()])]
+             and not LABEL_WORD.search(sentence[:m.start()]) and (wants_date or not YEAR.match(m.group(0).strip()))]
     if not found:
         return ""
     lowered, q_terms = sentence.lower(), [t for t in _terms(question) if not t[0].isdigit()]
@@ -168,22 +178,22 @@ def _idf(q_terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:
     return {t: math.log(1 + n / (1 + sum(t in terms for terms in sentence_terms))) for t in q_terms}
 
 
-def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[str, float], vec: list[float],
-             q_vec: list[float], wants_number: bool) -> float:
-    """How well a sentence answers: meaning close to the question, its rarer terms present, something new.
+def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[str, float], wants_number: bool,
+             wants_date: bool = False) -> float:
+    """How well a sentence answers: the question's rarer terms present, and something new.
 
-    A caption or heading that only restates the question scores high on similarity but answers nothing,
+    A caption or heading that only restates the question carries its terms but answers nothing,
     so sentences adding no new terms lose; numeric questions favour sentences with new numbers; long
-    run-on fragments (table dumps, reference lists) cover many terms by sheer length and pay for it.
+    run-on fragments (table dumps, reference lists) cover many terms by sheer length and pay for it. A year
+    is a new value only for a question that asks when.
     """
-    semantic = sum(a * b for a, b in zip(q_vec, vec, strict=True))
     overlap = _overlap(q_terms, terms, weights)
     new_terms = terms - q_terms
     novelty = min(len(new_terms), 4) / 4 if new_terms else -RESTATES_PENALTY
-    has_new_number = any(any(c.isdigit() for c in t) for t in new_terms)
+    has_new_number = any(any(c.isdigit() for c in t) and (wants_date or not YEAR.match(t)) for t in new_terms)
     length_penalty = 0.2 * max(0, len(sentence.split()) - 40) / 40
     heading = HEADING_PENALTY if is_heading(sentence) else 0.0
-    return (semantic + overlap + 0.2 * novelty + (0.3 if wants_number and has_new_number else 0.0) - length_penalty
+    return (overlap + 0.2 * novelty + (0.3 if wants_number and has_new_number else 0.0) - length_penalty
             - heading)
 
 
