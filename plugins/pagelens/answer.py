@@ -100,7 +100,6 @@ class Scored:
     terms: set[str]
     q_terms: set[str]
     wants_number: bool
-    wants_date: bool = False
     header: str = ""  # the column headers when the unit is a table row
 
     @property
@@ -132,7 +131,7 @@ def rank_sentences(question: str, hits: list[Hit]) -> list[Scored]:
         support = _support(sentence, terms, q_terms, weights, wants_number, wants_date)
         relevance = max(hit.score, 0.0) / best if best > 0 else 0.0
         scored.append(Scored(support + relevance + RANK_PRIOR / (1 + rank), support, sentence, hit, terms, q_terms,
-                             wants_number, wants_date, header))
+                             wants_number, header))
     scored.sort(key=lambda c: -c.score)
     return scored
 
@@ -179,7 +178,7 @@ def _idf(q_terms: set[str], sentence_terms: list[set[str]]) -> dict[str, float]:
 
 
 def _support(sentence: str, terms: set[str], q_terms: set[str], weights: dict[str, float], wants_number: bool,
-             wants_date: bool = False) -> float:
+             wants_date: bool) -> float:
     """How well a sentence answers: the question's rarer terms present, and something new.
 
     A caption or heading that only restates the question carries its terms but answers nothing,
