@@ -121,8 +121,10 @@ def _rendition_of(store: ContentStore, sha: str, objects: list[StoredObject]) ->
 
 def _parse_cache_by_hash(settings: Settings, hashes: set[str] | None) -> dict[str, list[Path]]:
     """`<data_dir>/parsed/<sha>-<settings fingerprint>.json.gz` files, by hash."""
+    folder = settings.data_dir / "parsed"  # pruning's few hashes are looked up, not found in a listing of all
+    paths = folder.glob("*.json.gz") if hashes is None else (p for h in hashes for p in folder.glob(f"{h}-*.json.gz"))
     by_hash: dict[str, list[Path]] = defaultdict(list)
-    for path in sorted((settings.data_dir / "parsed").glob("*.json.gz")):
+    for path in sorted(paths):
         sha = sha_of(path.name.split("-", 1)[0])
         if sha and (hashes is None or sha in hashes):
             by_hash[sha].append(path)
