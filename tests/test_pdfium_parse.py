@@ -88,3 +88,80 @@ def test_truncated_content_stream_is_refused(tmp_path: Path, settings) -> None:
     pdf.save(tmp_path / "truncated.pdf")
     with pytest.raises(CorruptDocument, match="damaged content stream"):
         extract_pages(tmp_path / "truncated.pdf", settings)
+
+
+def _report_page(path: Path, doubled_cell: bool = False) -> None:
+    """A title, a borderless table of short cells (so blocks come from whole rows), a ruled table, a footnote."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(path), pagesize=A4, invariant=True)
+    pdf.drawString(72, 800, "2012 Harvest Report for Bird Island")
+    y = 780
+    for row in range(12):  # borderless: pdfminer gives one box per column, every line a short fragment
+        for col, cell in enumerate((f"Plot {row}", f"{row}.5", "R", f"{row * 3}")):
+            pdf.drawString(72 + 110 * col, y, cell)
+        y -= 14
+    top = y - 2
+    rows = [("Brand", "Yield"), ("Wensmann", "54.5"), ("Channel", "52.8"), ("Hefty", "53.7")]
+    xs, ys = [72, 252, 432], [top - 16 * i for i in range(len(rows) + 1)]
+    pdf.grid(xs, ys)
+    for i, (brand, value) in enumerate(rows):
+        for _ in range(2 if doubled_cell and brand == "Wensmann" else 1):  # drawn again, as a separate text object
+            pdf.drawString(76, ys[i] - 12, brand)
+        pdf.drawString(256, ys[i] - 12, value)
+    y = ys[-1] - 14
+    for line in ("Results in bold are above the test average.", "Gross income at a price of $15.00 per bushel."):
+        pdf.drawString(72, y, line)
+        y -= 14
+    pdf.save()
+
+
+def test_text_around_a_ruled_table_survives_on_a_page_read_by_rows(tmp_path: Path, settings) -> None:
+    _report_page(tmp_path / "report.pdf")
+    (page,) = extract_pages(tmp_path / "report.pdf", settings)
+    text = "\n".join(b.text for b in page.blocks if b.kind == "text")
+    table = [b.text for b in page.blocks if b.kind == "table"]
+    assert page.tables == 1 and "Channel | 52.8" in table[0]
+    assert "2012 Harvest Report for Bird Island" in text  # grouped with the rows above the table
+    assert "Plot 3 3.5 R 9" in text and "Gross income at a price" in text
+    assert "Channel" not in text  # the table's cells are not read twice
+
+
+def test_a_cell_drawn_twice_reads_once(tmp_path: Path, settings) -> None:
+    _report_page(tmp_path / "report.pdf", doubled_cell=True)
+    (page,) = extract_pages(tmp_path / "report.pdf", settings)
+    table = next(b.text for b in page.blocks if b.kind == "table")
+    assert "Wensmann | 54.5" in table and "WWee" not in table
+
+
+def test_overprints_are_dropped_but_a_ligature_keeps_both_letters() -> None:
+    from pagelens.parsing.tables import without_overprints
+
+    def glyph(text: str, x0: float) -> dict:
+        return {"text": text, "x0": x0, "x1": x0 + 5, "top": 100.0, "bottom": 110.0}
+
+    ligature = [glyph("e", 10), glyph("f", 15), glyph("f", 15), glyph("e", 20)]  # PDFium: "ﬀ" is two glyphs, one box
+    assert [c["text"] for c in without_overprints(ligature)] == ["e", "f", "f", "e"]
+    twice = [glyph("a", 10), glyph("b", 15), glyph("a", 10.3), glyph("b", 15.2)]  # the run drawn again
+    assert [c["text"] for c in without_overprints(twice)] == ["a", "b"]
+    tiny = [{**g, "top": 100.0, "bottom": 100.45} for g in (glyph("r", 10), glyph("e", 10.4), glyph("r", 10.86))]
+    assert [c["text"] for c in without_overprints(tiny)] == ["r", "e", "r"]  # 0.45 pt text: letters < 1 pt apart
+
+
+def test_an_image_stacked_on_itself_is_one_figure(tmp_path: Path, sample_docs: Path) -> None:
+    from PIL import Image
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    from pagelens.parsing.pdf import _figure_boxes
+
+    Image.new("RGB", (200, 120), "navy").save(tmp_path / "logo.png")
+    pdf = canvas.Canvas(str(tmp_path / "stacked.pdf"), pagesize=A4, invariant=True)
+    for _ in range(3):
+        pdf.drawImage(str(tmp_path / "logo.png"), 72, 500, width=300, height=180)
+    pdf.drawImage(str(tmp_path / "logo.png"), 72, 200, width=300, height=180)
+    pdf.save()
+    content = page_content(pdfium.PdfDocument(tmp_path / "stacked.pdf")[0])
+    assert len(content.images) == 4
+    assert len(_figure_boxes(content, 0.04)) == 2

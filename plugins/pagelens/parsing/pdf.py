@@ -22,7 +22,7 @@ from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi
 from pagelens.settings import Settings
 from pagelens.tracing import span
 
-PARSE_VERSION = 3  # bump when parsing output changes: cached parses of older versions are ignored
+PARSE_VERSION = 4  # bump when parsing output changes: cached parses of older versions are ignored
 _CID = re.compile(r"\(cid:\d+\)")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
@@ -131,7 +131,7 @@ def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, po
                  if (text := _table_text(rows))]  # ruling without text (a chart's grid) is no table: its labels stay text
         page.tables = len(found)
         boxes = text_blocks(lines, content.width, content.height, LAPARAMS)
-        page.blocks = [b for b in _text_blocks(boxes, page.words) if not any(_inside(b.bbox, t) for t, _ in found)]
+        page.blocks = _text_blocks(boxes, page.words, [box for box, _ in found])
         page.blocks += [Block(text, box, "table") for box, text in found]
         if figures and settings.ocr_figures:
             raster, scale = _render(pdf_page, settings.ocr_dpi, settings.max_render_pixels, number)
@@ -147,17 +147,25 @@ def _pdf_page(pdf_page: object, number: int, settings: Settings, vocab: Path, po
     return page
 
 
-def _text_blocks(boxes: list[tuple[str, BBox]], page_words: list[tuple[str, BBox]]) -> list[Block]:
-    """Layout blocks (columns kept apart) unless the page is mostly column fragments of a borderless table.
+def _text_blocks(boxes: list[tuple[str, BBox]], page_words: list[tuple[str, BBox]],
+                 tables: list[BBox]) -> list[Block]:
+    """The text outside the ruled tables (their cells are blocks of their own): layout blocks (columns kept
+    apart) unless the page is mostly column fragments of a borderless table.
 
     pdfminer splits a table without rules into one box per column, which separates every label from
-    its numbers; then whole rows (all words at one height) carry the meaning, so use lines instead.
+    its numbers; then whole rows (all words at one height) carry the meaning, so use lines instead. Lines
+    inside a table are dropped before they are grouped: a block grouped across the table would be dropped
+    whole with it, title and column headers included.
     """
+    def outside(box: BBox) -> bool:
+        return not any(_inside(box, table) for table in tables)
+
     blocks = [Block(text, box, "text") for raw, box in boxes if (text := clean_text(raw))]
     fragment_chars = sum(len(b.text) for b in blocks if _is_column_fragment(b.text))
     if fragment_chars < 0.4 * max(sum(len(b.text) for b in blocks), 1):
-        return blocks
-    return _group_lines([(text, box) for raw, box in row_lines(page_words) if (text := clean_text(raw))])
+        return [b for b in blocks if outside(b.bbox)]
+    return _group_lines([(text, box) for raw, box in row_lines(page_words)
+                         if (text := clean_text(raw)) and outside(box)])
 
 
 def clean_text(text: str) -> str:
@@ -198,10 +206,17 @@ def _add_figure_text(page: Page, result: OcrResult, fig: BBox) -> None:
 
 
 def _figure_boxes(content: PageContent, min_area: float) -> list[BBox]:
-    """Embedded images big enough to carry content (charts, photos, pasted scans), clipped to the page."""
+    """Embedded images big enough to carry content (charts, photos, pasted scans), clipped to the page.
+
+    An image drawn several times at one place (a logo stacked on itself, a mask under its picture) is one
+    figure: each copy would be OCR'd and indexed again.
+    """
     page_area = content.width * content.height
-    return [box for box in content.images
-            if box[2] > box[0] and box[3] > box[1] and (box[2] - box[0]) * (box[3] - box[1]) >= min_area * page_area]
+    boxes: dict[tuple[int, ...], BBox] = {}
+    for box in content.images:
+        if box[2] > box[0] and box[3] > box[1] and (box[2] - box[0]) * (box[3] - box[1]) >= min_area * page_area:
+            boxes.setdefault(tuple(round(v) for v in box), box)
+    return list(boxes.values())
 
 
 def _render(pdf_page: object, dpi: int, max_pixels: int, number: int) -> tuple[object, float]:

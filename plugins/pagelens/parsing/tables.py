@@ -30,8 +30,39 @@ def find_tables(page: PlumberGeometry) -> list[Table]:
     found: list[Table] = []
     for table in TableFinder(page).tables:  # type: ignore[arg-type]
         x0, top, x1, bottom = table.bbox
-        inside = [c for c in page.chars if x0 <= (c["x0"] + c["x1"]) / 2 < x1 and top <= (c["top"] + c["bottom"]) / 2 < bottom]
+        inside = without_overprints([c for c in page.chars
+                                     if x0 <= (c["x0"] + c["x1"]) / 2 < x1 and top <= (c["top"] + c["bottom"]) / 2 < bottom])
         # extract() tests every char of the page against every cell: hand it only the table's own
         local = PlumberTable(PlumberGeometry(page.edges, inside, *page.bbox[2:]), table.cells)  # type: ignore[arg-type]
         found.append(((float(x0), float(top), float(x1), float(bottom)), local.extract()))
     return found
+
+
+OVERPRINT_TOLERANCE = 1.0  # points: a glyph drawn again this close to itself is the same glyph,
+OVERPRINT_SHARE = 0.1  # and within this share of its height (copies seen here sit within 1.1%; 0.45 pt text exists)
+
+
+def without_overprints(chars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The glyphs with every repeat of the same text at the same place dropped.
+
+    Some producers draw text twice (faux bold, a layer printed over itself). A cell orders its glyphs by
+    position, so both copies interleave: "WWeennssmmaann" (what pdfplumber's opt-in `Page.dedupe_chars`
+    removes). The one exception is a repeat that directly follows its twin in the content stream: PDFium
+    gives a ligature ("ff") as two glyphs with one box, and both letters are real. Only cell text is deduped:
+    in running text the first copy is sometimes a stray layer that layout places elsewhere.
+    """
+    kept: list[dict[str, Any]] = []
+    last_at: dict[tuple[str, int, int], int] = {}  # (text, x bin, y bin) -> stream index of the kept glyph
+    for i, c in enumerate(chars):
+        x, y = int(c["x0"] // OVERPRINT_TOLERANCE), int(c["top"] // OVERPRINT_TOLERANCE)
+        twins = [last_at[k] for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (k := (c["text"], x + dx, y + dy)) in last_at]
+        if any(j != i - 1 and _same_place(chars[j], c) for j in twins):
+            continue
+        last_at[(c["text"], x, y)] = i
+        kept.append(c)
+    return kept
+
+
+def _same_place(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    tolerance = min(OVERPRINT_TOLERANCE, OVERPRINT_SHARE * max(a["bottom"] - a["top"], 0.0))
+    return abs(a["x0"] - b["x0"]) <= tolerance and abs(a["top"] - b["top"]) <= tolerance
