@@ -165,3 +165,19 @@ def test_an_image_stacked_on_itself_is_one_figure(tmp_path: Path, sample_docs: P
     content = page_content(pdfium.PdfDocument(tmp_path / "stacked.pdf")[0])
     assert len(content.images) == 4
     assert len(_figure_boxes(content, 0.04)) == 2
+
+
+def test_rules_running_off_the_page_are_no_table(tmp_path: Path, settings) -> None:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(tmp_path / "framed.pdf"), pagesize=A4, invariant=True)
+    pdf.rect(-40, 300, 680, 420)  # a frame wider than the page, split in two: a clipped drawing, not a table
+    pdf.line(-40, 500, 640, 500)
+    lines = [f"Step {n}: the outer tree calls the nested tree at its anchor and guards side exits." for n in range(10)]
+    for n, line in enumerate(lines):
+        pdf.drawString(72, 690 - 16 * n, line)
+    pdf.save()
+    (page,) = extract_pages(tmp_path / "framed.pdf", settings)
+    assert not page.ocr and page.tables == 0
+    assert "\n".join(b.text for b in page.blocks).split("\n") == lines  # prose, in order, read once

@@ -20,6 +20,9 @@ class PlumberGeometry:
         self.edges, self.chars, self.bbox = edges, chars, (0.0, 0.0, width, height)
 
 
+OFF_PAGE_POINTS = 5.0  # a table's rules may bleed this far past the page edge; one reaching further is no table
+
+
 def find_tables(page: PlumberGeometry) -> list[Table]:
     """pdfplumber's `find_tables()` + `extract()` with its default settings, on PDFium's geometry."""
     if len(page.edges) < 4:  # a table has at least two cells: no fewer than four strokes
@@ -28,12 +31,15 @@ def find_tables(page: PlumberGeometry) -> list[Table]:
     from pdfplumber.table import TableFinder
 
     found: list[Table] = []
+    width, height = page.bbox[2:]
     for table in TableFinder(page).tables:  # type: ignore[arg-type]
         x0, top, x1, bottom = table.bbox
+        if min(x0, top, width - x1, height - bottom) < -OFF_PAGE_POINTS:
+            continue  # rulings that run off the page frame a web page or a clipped drawing: layout reads its text
         inside = without_overprints([c for c in page.chars
                                      if x0 <= (c["x0"] + c["x1"]) / 2 < x1 and top <= (c["top"] + c["bottom"]) / 2 < bottom])
         # extract() tests every char of the page against every cell: hand it only the table's own
-        local = PlumberTable(PlumberGeometry(page.edges, inside, *page.bbox[2:]), table.cells)  # type: ignore[arg-type]
+        local = PlumberTable(PlumberGeometry(page.edges, inside, width, height), table.cells)  # type: ignore[arg-type]
         found.append(((float(x0), float(top), float(x1), float(bottom)), local.extract()))
     return found
 
