@@ -149,7 +149,7 @@ def test_overprints_are_dropped_but_a_ligature_keeps_both_letters() -> None:
     assert [c["text"] for c in without_overprints(tiny)] == ["r", "e", "r"]  # 0.45 pt text: letters < 1 pt apart
 
 
-def test_an_image_stacked_on_itself_is_one_figure(tmp_path: Path, sample_docs: Path) -> None:
+def test_an_image_stacked_on_itself_is_one_figure(tmp_path: Path) -> None:
     from PIL import Image
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
