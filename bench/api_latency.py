@@ -4,7 +4,8 @@ What runs is what production runs: gunicorn serving `query_api:create_app()` (sy
 against a `milvus-lite server` on 127.0.0.1 (several processes share one store), MiniLM encoding each question
 in the API. Each namespace holds the real sample documents (ingested by the pipeline) plus synthetic chunks
 up to the target size: text drawn Zipf-like from MiniLM's English vocabulary, random unit text vectors, no
-image; written in batches with `VectorStore.upsert_chunks` and flushed, so searches use the HNSW index.
+image, a page window each; written in batches with `VectorStore.upsert_chunks` and `upsert_windows` and flushed,
+so searches use the HNSW index.
 The filled store is kept in --workdir and reused by later runs.
 
 Usage: python bench/api_latency.py [--workdir DIR] [--sizes 10000 100000] [--clients 1 8] [--requests 200]
@@ -192,6 +193,7 @@ def random_unit_vectors(count: int, dim: int, seed: int) -> list[list[float]]:
 def fill_namespace(settings: Settings, namespace: str, size: int, samples: Path) -> dict[str, float]:
     """Real sample chunks through the pipeline, then synthetic chunks up to `size`, then flush; skips what exists."""
     from pagelens.pipeline.stages import ingest
+    from pagelens.records import DenseWindow
     from pagelens.settings import TEXT_DIM
     from pagelens.store import VectorStore
 
@@ -208,9 +210,12 @@ def fill_namespace(settings: Settings, namespace: str, size: int, samples: Path)
         started = time.perf_counter()
         for start in range(have, size, BATCH):
             count = min(BATCH, size - start)
-            store.upsert_chunks(synthetic_chunks(namespace, start, count, words, rng),
-                                random_unit_vectors(count, TEXT_DIM, seed=start), [None] * count,
+            chunks = synthetic_chunks(namespace, start, count, words, rng)
+            store.upsert_chunks(chunks, random_unit_vectors(count, TEXT_DIM, seed=start), [None] * count,
                                 settings.vision_weight)
+            # MiniLM's page windows: about one per chunk on the eval corpus (10,023 for 9,332 chunks)
+            store.upsert_windows([DenseWindow(id=c.id, chunk=c, text="") for c in chunks],
+                                 random_unit_vectors(count, TEXT_DIM, seed=10**9 + start))
             log.info("%s: %d/%d chunks written", namespace, start + count, size)
         timings["write_s"] = round(time.perf_counter() - started, 1)
     started = time.perf_counter()

@@ -46,3 +46,23 @@ def test_dehyphenation_and_title() -> None:
     assert dehyphenate("state-of-the-art\nwork") == "state-of-the-art\nwork"
     blocks = [Block("12", (0, 0, 1, 1), "text"), Block("Overview of TAM", (0, 0, 1, 1), "text")]
     assert document_title([Page(1, 1, 1, blocks)]) == "Overview of TAM"
+
+
+def test_dense_windows_cross_chunks_never_pages_and_show_the_chunk_at_their_middle() -> None:
+    from pagelens.chunk import dense_windows
+
+    first = " ".join(f"alpha{i}" for i in range(30))  # 239 characters
+    second = " ".join(f"beta{i}" for i in range(40))   # 309 characters
+    pages = [Page(1, 600, 800, blocks=[Block(first, (0, 0, 10, 10), "text"), Block(second, (0, 20, 10, 30), "table")]),
+             Page(2, 600, 800, blocks=[Block("gamma delta", (0, 0, 10, 10), "text")])]
+    chunks = _chunks(pages, target=100, limit=400)
+    assert [c.page for c in chunks] == [1, 1, 2]
+    windows = dense_windows(chunks, size=200, stride=150)
+    page_one = [w for w in windows if w.chunk.page == 1]
+    # 549 characters of page text: windows start at 0, 150, 300 (a start past 349 would only repeat the tail)
+    assert len(page_one) == 3 and len(windows) == 4
+    assert "alpha29 beta0" in page_one[1].text  # across the chunk boundary
+    assert [w.chunk.chunk_no for w in page_one] == [0, 1, 1]  # middles at 100, 250, 424: 239 ends the first chunk
+    assert windows[3].text == "gamma delta" and windows[3].chunk.page == 2
+    assert len({w.id for w in windows}) == 4
+    assert [w.id for w in dense_windows(chunks, size=200, stride=150)] == [w.id for w in windows]

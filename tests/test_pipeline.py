@@ -34,6 +34,11 @@ def test_ingest_report_rerun_skips_and_changed_file_replaces_its_chunks(inbox, s
     store = VectorStore(settings, "acme")
     ids = sorted(store.chunk_ids_of())
     assert len(ids) == report.chunks + first["warehouse_inspection_scan.png"].chunks
+    windows = store.window_ids_of("acme_annual_report.pdf")
+    assert len(windows) >= 4  # MiniLM's page windows: at least one per page with text
+    shown = store.client.query(store.windows_name(), filter='doc_id == "acme_annual_report.pdf"',
+                               output_fields=["chunk_id", "page"])
+    assert {r["chunk_id"] for r in shown} <= set(ids) and {r["page"] for r in shown} == {1, 2, 3, 4}
 
     again = ingest(str(inbox), "acme", settings)
     assert {r.status for r in again} == {"skipped"} and sorted(store.chunk_ids_of()) == ids
@@ -46,6 +51,8 @@ def test_ingest_report_rerun_skips_and_changed_file_replaces_its_chunks(inbox, s
     assert final["warehouse_inspection_scan.png"].status == "deleted"
     assert store.count("acme_annual_report.pdf") == 0 and store.count("warehouse_inspection_scan.png") == 0
     assert store.count("copy.pdf") == report.chunks
+    assert not store.window_ids_of("acme_annual_report.pdf") and not store.window_ids_of("warehouse_inspection_scan.png")
+    assert len(store.window_ids_of("copy.pdf")) == len(windows)
     rows = {r.doc_id: r for r in Registry(settings.registry_url).documents("acme")}
     assert rows["acme_annual_report.pdf"].reason.startswith("corrupt:") and rows["copy.pdf"].status == "indexed"
 

@@ -119,3 +119,61 @@ def test_document_names_with_quotes_and_accents_round_trip(store) -> None:
     assert store.count(name) == 1 and store.chunk_ids_of(name)
     store.delete_document(name)
     assert store.count(name) == 0
+
+
+def _windows(chunks: list[Chunk], texts: list[str]):
+    from pagelens.records import DenseWindow
+
+    return [DenseWindow(id=hashlib.sha256(f"{c.id}{t}".encode()).hexdigest()[:32], chunk=c, text=t)
+            for c, t in zip(chunks, texts, strict=True)]
+
+
+def test_page_windows_find_their_chunk_and_follow_the_document(store, settings) -> None:
+    chunks = [_chunk("a", "w.pdf", 1, 0, "chunk one"), _chunk("a", "w.pdf", 2, 0, "chunk two")]
+    _write(store, chunks)
+    windows = _windows([chunks[0], chunks[0], chunks[1]], ["about pumps", "about valves", "about boilers"])
+    assert store.upsert_windows(windows, [_vec(w.text, TEXT_DIM) for w in windows]) == 3
+    assert sorted(store.window_ids_of("w.pdf")) == sorted(w.id for w in windows)
+    hits = store.search_windows(_vec("about valves", TEXT_DIM), 10)
+    # a chunk comes once, at its best window, as the chunk (its id, text and box)
+    assert [h.id for h in hits] == [chunks[0].id, chunks[1].id] and hits[0].score > 0.99
+    assert hits[0].text == "chunk one" and hits[0].bbox == [1.0, 2.0, 3.0, 4.0]
+    assert store.search_windows(_vec("about valves", TEXT_DIM), 10, "page >= 2")[0].id == chunks[1].id
+    store.delete_windows({w.id for w in windows[:2]})
+    assert [h.id for h in store.search_windows(_vec("about valves", TEXT_DIM), 10)] == [chunks[1].id]
+    assert store.count() == 2
+    store.set_principals("w.pdf", ["alice"])
+    reader = VectorStore(settings, "a", principals=["bob"])
+    assert reader.search_windows(_vec("about boilers", TEXT_DIM), 10) == []
+    assert VectorStore(settings, "a", principals=["alice"]).search_windows(_vec("about boilers", TEXT_DIM), 10)
+    store.delete_document("w.pdf")
+    assert store.search_windows(_vec("about boilers", TEXT_DIM), 10) == [] and store.count() == 0
+
+
+def test_windows_swap_with_their_generation_and_are_added_to_one_built_without(store, settings) -> None:
+    chunk = _chunk("a", "old.pdf", 1, 0, "old")
+    _write(store, [chunk])
+    store.upsert_windows(_windows([chunk], ["old windows"]), [_vec("q", TEXT_DIM)])
+    v1, v2 = store.live_generation(), store.create_generation()
+    rebuilt = VectorStore(settings, "a", generation=v2)
+    rebuilt.ensure_collection()
+    new = _chunk("a", "new.pdf", 1, 0, "new")
+    _write(rebuilt, [new])
+    rebuilt.upsert_windows(_windows([new], ["new windows"]), [_vec("q", TEXT_DIM)])
+    assert [h.doc_id for h in store.search_windows(_vec("q", TEXT_DIM), 5)] == ["old.pdf"]
+    store.point_alias(v2)
+    assert [h.doc_id for h in store.search_windows(_vec("q", TEXT_DIM), 5)] == ["new.pdf"]
+    store.point_alias(v1)
+    assert [h.doc_id for h in store.search_windows(_vec("q", TEXT_DIM), 5)] == ["old.pdf"]
+    store.drop_generation(v2)
+    assert not store.client.has_collection(store.windows_name(v2))
+    # a generation from before page windows: none to search, until an ingest adds them
+    store.client.drop_alias(store.windows_name())
+    store.client.drop_collection(store.windows_name(v1))
+    fresh = VectorStore(settings, "a")
+    from pagelens import store as store_module
+
+    store_module._LOADED.clear()
+    assert not fresh.has_windows()
+    fresh.ensure_collection()
+    assert fresh.has_windows() and fresh.search_windows(_vec("q", TEXT_DIM), 5) == []

@@ -6,7 +6,8 @@ import hashlib
 import re
 
 from pagelens.parsing.ocr import union
-from pagelens.records import BBox, Block, Chunk, Page
+from pagelens.parsing.textquality import clean_for_embedding
+from pagelens.records import BBox, Block, Chunk, DenseWindow, Page
 
 CHUNK_VERSION = 4  # bump when chunk text or boundaries change: documents are re-indexed
 _LINE_BREAK_HYPHEN = re.compile(r"(?<=[a-z])-\n(?=[a-z])")
@@ -35,6 +36,38 @@ def document_title(pages: list[Page], max_chars: int = 150) -> str:
             if len(words) >= 2 and sum(w.isalpha() for w in words) >= 2:
                 return " ".join(words)[:max_chars]
     return ""
+
+
+def dense_windows(chunks: list[Chunk], size: int, stride: int) -> list[DenseWindow]:
+    """MiniLM's units: windows of `size` characters every `stride` over each page's text (its chunks in order).
+
+    A chunk's one vector averages 1.2-2k characters, more than MiniLM's 256 tokens; a window that fits them, over
+    the whole page and across chunk boundaries (a heading and the paragraph under it, a table and its caption),
+    keeps a passage's meaning where the average blurs it. A page scores by its best window (the off-the-shelf
+    baseline's dense unit). Each window is shown as the chunk holding its middle, so a dense hit is a chunk.
+    """
+    pages: dict[tuple[str, int], list[Chunk]] = {}
+    for chunk in chunks:
+        pages.setdefault((chunk.doc_id, chunk.page), []).append(chunk)
+    windows: list[DenseWindow] = []
+    for page_chunks in pages.values():
+        parts, ends, position = [], [], 0  # each chunk's text on one line, and where it ends in the page text
+        for chunk in page_chunks:
+            text = " ".join(chunk.text.split())
+            if text:
+                parts.append(text)
+                position += len(text)
+                ends.append((position, chunk))
+                position += 1
+        page_text = " ".join(parts)
+        # the last window starts within `stride` of the end: a shorter tail would repeat what the one before read
+        for no, start in enumerate(range(0, max(len(page_text) - (size - stride), 1), stride) if page_text else ()):
+            middle = start + min(size, len(page_text) - start) // 2
+            owner = next(chunk for end, chunk in ends if middle <= end)
+            key = "\x1f".join([owner.namespace, owner.doc_id, str(owner.page), f"window{no}", owner.model_version])
+            windows.append(DenseWindow(id=hashlib.sha256(key.encode()).hexdigest()[:32], chunk=owner,
+                                       text=clean_for_embedding(page_text[start:start + size])))
+    return windows
 
 
 def chunk_pages(pages: list[Page], *, namespace: str, doc_id: str, source_uri: str, content_sha256: str,

@@ -236,7 +236,8 @@ def model_version(settings: Settings) -> str:
 
     # From the setting alone: a planner (an Airflow worker) must not load CLIP just to name it.
     vision = settings.clip_model.rstrip("/").rsplit("/", 1)[-1] if settings.clip_model else "off"
-    return f"{TEXT_MODEL_NAME}+clip:{vision}+parse{PARSE_VERSION}+chunk{CHUNK_VERSION}"
+    windows = f"{settings.dense_window_chars}x{settings.dense_window_stride}"
+    return f"{TEXT_MODEL_NAME}+clip:{vision}+parse{PARSE_VERSION}+chunk{CHUNK_VERSION}+windows{windows}"
 
 
 __all__ = ["IMAGE_DIM", "TEXT_DIM", "ImageEncoder", "TextEncoder", "image_encoder", "model_version", "text_encoder"]

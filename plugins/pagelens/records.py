@@ -61,6 +61,15 @@ class Chunk:
 
 
 @dataclass
+class DenseWindow:
+    """One of MiniLM's units: a stretch of a page's text, shown in results as the chunk that holds its middle."""
+
+    id: str
+    chunk: Chunk
+    text: str  # what MiniLM embeds
+
+
+@dataclass
 class Hit:
     id: str
     doc_id: str

@@ -1,5 +1,5 @@
-"""Retrieval: BM25, MiniLM dense and CLIP text->image searched in Milvus, fused by page, the best pages
-re-scored by how literally they carry the question (rerank.py); always inside one namespace.
+"""Retrieval: BM25 over chunks, MiniLM over page windows and CLIP text->image searched in Milvus, fused by page,
+the best pages re-scored by how literally they carry the question (rerank.py); always inside one namespace.
 
 The legs of a hybrid query run at once (a query costs about its slowest leg, not their sum): each waits on
 Milvus or on a model that releases the GIL, so threads suffice. Each leg is a `query_vector` span.
@@ -103,8 +103,12 @@ LEG_FIELDS = {"bm25": "sparse", "dense": "text_vec", "concat": "concat_vec", "im
 
 def _leg(name: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str) -> list[Hit]:
     """One retriever: encode the question for its field (BM25 takes the text), then search that field."""
-    with span("query_vector", leg=name, field=LEG_FIELDS[name], limit=limit) as leg_span:
-        hits = store.search(LEG_FIELDS[name], _query(name, question, settings), limit, _leg_expr(name, expr))
+    windows = name == "dense" and store.has_windows()  # MiniLM's page windows; a generation without: chunk vectors
+    with span("query_vector", leg=name, field=LEG_FIELDS[name], limit=limit, windows=windows) as leg_span:
+        if windows:
+            hits = store.search_windows(_query(name, question, settings), limit, expr)
+        else:
+            hits = store.search(LEG_FIELDS[name], _query(name, question, settings), limit, _leg_expr(name, expr))
         leg_span.set_attribute("hits", len(hits))
         return hits
 

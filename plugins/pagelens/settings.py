@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # (with the distractors indexed); MiniLM sees chunks longer than its 256 tokens in windows (embed.py).
     chunk_chars: int = 1200
     chunk_max_chars: int = 2000
+    # MiniLM's units (chunk.dense_windows): windows of a page's text, about its 256 tokens, every stride characters.
+    # The dense leg scores a page by its best window; changing either re-indexes every document (model_version).
+    dense_window_chars: int = 1000
+    dense_window_stride: int = 800
 
     redact_pii: bool = True
     blur_faces: bool = True

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from pagelens.errors import IndexMissing, IndexOutdated, StoreUnavailable
-from pagelens.records import Chunk, Hit
+from pagelens.records import Chunk, DenseWindow, Hit
 from pagelens.settings import IMAGE_DIM, TEXT_DIM, Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ VECTOR_INDEXES: dict[str, tuple[str, dict[str, Any]]] = {
 }
 # (uri, alias) loaded for search in this process -> the dense index type of the generation behind it
 _LOADED: dict[tuple[str, str], str] = {}
+# (uri, alias) -> whether the generation behind it has MiniLM's page windows beside it (see windows_name)
+_WINDOWS: dict[tuple[str, str], bool] = {}
+WINDOW_OUTPUT_FIELDS = ["chunk_id", "doc_id", "page", "kind", "text", "bbox"]
 # 2: `principals` (document-level permissions). Generations of an older schema are refused at search with the
 # command that rebuilds them; nothing is migrated in place (Milvus cannot add a field to a collection).
 SCHEMA_VERSION = 2
@@ -143,6 +146,23 @@ class VectorStore:
         self.target = generation or self.alias  # what reads and writes address
         self.principals = None if principals is None else sorted({EVERYONE, *principals})
 
+    def windows_name(self, name: str | None = None) -> str:
+        """The collection (or alias) of MiniLM's page windows beside a generation (or the alias): `<collection>_pw__…`.
+
+        Windows live apart from the chunks because Milvus computes BM25's statistics from every row of a
+        collection: window rows among the chunks would change every chunk's BM25 score. No namespace's alias or
+        generation can take the name (theirs start `<collection>__`).
+        """
+        name = name or self.target
+        prefix = f"{self.settings.collection}__"
+        return f"{self.settings.collection}_pw__{name.removeprefix(prefix)}" if name.startswith(prefix) else f"{name}_pw"
+
+    def has_windows(self) -> bool:
+        """Whether the target has page windows beside it (a generation built before them has not: its dense leg
+        searches the chunk vectors until the namespace is rebuilt or ingested again)."""
+        self.ensure_loaded()
+        return _WINDOWS[(self.settings.milvus_uri, self.target)]
+
     # -- lifecycle -------------------------------------------------------------------------------
     def exists(self) -> bool:
         return bool(self.client.has_collection(self.target))
@@ -152,8 +172,20 @@ class VectorStore:
         if self.target == self.alias and not self.client.has_collection(self.alias):
             self.point_alias(self.create_generation())
         self.check_schema()  # writes carry principals
+        if not self.client.has_collection(self.windows_name()):  # a generation built before page windows
+            self._add_windows()
         self.ensure_loaded()
         return self.target
+
+    def _add_windows(self) -> None:
+        """Page windows beside a generation that lacks them; an ingest then fills them document by document."""
+        generation = self.live_generation() if self.target == self.alias else self.target
+        if generation is None:
+            return
+        self._create_windows_collection(self.windows_name(generation))
+        if self.target == self.alias:
+            self._point_windows_alias(generation)
+        _LOADED.pop((self.settings.milvus_uri, self.target), None)
 
     def ensure_loaded(self, recheck: bool = False) -> None:
         """Load the collection for search (a fresh process finds it released); checked once per process, or
@@ -168,9 +200,13 @@ class VectorStore:
                                f"run `pagelens ingest … --namespace {self.namespace}` first")
         if self.principals is not None:  # a reader's filter needs the field
             self.check_schema()
+        kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
         if not self.is_loaded():
-            kwargs = {} if self.settings.is_lite else {"replica_number": self.settings.replica_number}
             self.client.load_collection(self.target, **kwargs)
+        windows = self.windows_name()
+        _WINDOWS[key] = bool(self.client.has_collection(windows))
+        if _WINDOWS[key] and "Loaded" not in str(self.client.get_load_state(windows).get("state", "")):
+            self.client.load_collection(windows, **kwargs)
         _LOADED[key] = self.dense_index_type()
 
     def dense_index_type(self) -> str:
@@ -224,6 +260,7 @@ class VectorStore:
         number = int(existing[-1].rsplit("_v", 1)[1]) + 1 if existing else 1
         name = f"{self.alias}_v{number}"
         self._create_collection(name)
+        self._create_windows_collection(self.windows_name(name))
         return name
 
     def point_alias(self, generation: str) -> None:
@@ -232,12 +269,27 @@ class VectorStore:
             self.client.create_alias(generation, self.alias)
         else:
             self.client.alter_alias(generation, self.alias)
+        self._point_windows_alias(generation)
         _LOADED.pop((self.settings.milvus_uri, self.alias), None)
+
+    def _point_windows_alias(self, generation: str) -> None:
+        """The windows alias follows the chunks' alias (right after it: a reader in between pairs the new chunks
+        with the old windows, both valid); a generation without windows leaves the alias unset."""
+        alias, windows = self.windows_name(self.alias), self.windows_name(generation)
+        if self.client.has_collection(alias):
+            if self.client.has_collection(windows):
+                self.client.alter_alias(windows, alias)
+            else:
+                self.client.drop_alias(alias)
+        elif self.client.has_collection(windows):
+            self.client.create_alias(windows, alias)
 
     def drop_generation(self, name: str) -> None:
         if name == self.live_generation():
             raise ValueError(f"{name} is live behind {self.alias}; point the alias elsewhere first")
         self.client.drop_collection(name)
+        if self.client.has_collection(self.windows_name(name)):
+            self.client.drop_collection(self.windows_name(name))
         _LOADED.pop((self.settings.milvus_uri, name), None)
 
     def _create_collection(self, name: str) -> None:
@@ -269,11 +321,38 @@ class VectorStore:
                                      input_field_names=["search_text"], output_field_names=["sparse"]))
         index = self.client.prepare_index_params()
         for field in ("text_vec", "image_vec", "concat_vec"):
-            index_type, params = VECTOR_INDEXES[self.settings.vector_index]
-            if index_type == "IVF_SQ8":
-                params = {"nlist": self.settings.ivf_nlist}
-            index.add_index(field, index_type=index_type, metric_type="IP", params=params)
+            index.add_index(field, **self._vector_index())
         index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        self._create(name, schema, index)
+
+    def _create_windows_collection(self, name: str) -> None:
+        """MiniLM's page windows: a vector each, and the chunk a hit on it shows (its text, box and kind)."""
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, max_length=64, is_primary=True)
+        schema.add_field("namespace", DataType.VARCHAR, max_length=128, is_partition_key=True)
+        schema.add_field("chunk_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=1024)
+        schema.add_field("page", DataType.INT64)
+        schema.add_field("kind", DataType.VARCHAR, max_length=16)
+        schema.add_field("bbox", DataType.JSON)
+        schema.add_field("text", DataType.VARCHAR, max_length=MAX_TEXT)  # the chunk's, shown as the snippet
+        schema.add_field("text_vec", DataType.FLOAT_VECTOR, dim=TEXT_DIM)
+        schema.add_field("principals", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_PRINCIPALS,
+                         max_length=PRINCIPAL_CHARS)
+        schema.add_field("open", DataType.BOOL)
+        index = self.client.prepare_index_params()
+        index.add_index("text_vec", **self._vector_index())
+        self._create(name, schema, index)
+
+    def _vector_index(self) -> dict[str, Any]:
+        index_type, params = VECTOR_INDEXES[self.settings.vector_index]
+        if index_type == "IVF_SQ8":
+            params = {"nlist": self.settings.ivf_nlist}
+        return {"index_type": index_type, "metric_type": "IP", "params": params}
+
+    def _create(self, name: str, schema: Any, index: Any) -> None:
         self.client.create_collection(name, schema=schema, index_params=index, num_shards=self.settings.num_shards)
         if not self.settings.is_lite:
             self.client.load_collection(name, replica_number=self.settings.replica_number)
@@ -301,29 +380,66 @@ class VectorStore:
             self.client.upsert(self.target, list(rows.values()))
         return len(rows)
 
+    def upsert_windows(self, windows: Sequence[DenseWindow], vecs: Sequence[list[float]]) -> int:
+        """Write page windows (none on a generation without them: see has_windows)."""
+        if not self.has_windows():
+            return 0
+        rows = {w.id: {"id": w.id, "namespace": w.chunk.namespace, "chunk_id": w.chunk.id, "doc_id": w.chunk.doc_id,
+                       "page": w.chunk.page, "kind": w.chunk.kind, "bbox": [round(v, 2) for v in w.chunk.bbox],
+                       "text": w.chunk.text[:MAX_TEXT // 4], "text_vec": vec,
+                       "principals": _principals(w.chunk.principals, w.chunk.doc_id),
+                       "open": EVERYONE in w.chunk.principals}
+                for w, vec in zip(windows, vecs, strict=True)}
+        if {r["namespace"] for r in rows.values()} - {self.namespace}:
+            raise ValueError(f"windows of another namespace written to the index of '{self.namespace}'")
+        if rows:
+            self.client.upsert(self.windows_name(), list(rows.values()))
+        return len(rows)
+
+    def window_ids_of(self, doc_id: str) -> list[str]:
+        return [r["id"] for r in self._rows(self.windows_name(), doc_id, ["id"])] if self.has_windows() else []
+
+    def delete_windows(self, ids: set[str]) -> None:
+        self.client.delete(self.windows_name(), ids=sorted(ids))
+
     def set_principals(self, doc_id: str, principals: Sequence[str]) -> int:
-        """Give every chunk of the document a new principal set without embedding again (rows are read back
-        whole and upserted; BM25's sparse vector is recomputed by Milvus from the same text)."""
+        """Give every chunk (and page window) of the document a new principal set without embedding again (rows
+        are read back whole and upserted; BM25's sparse vector is recomputed by Milvus from the same text)."""
+        value = _principals(principals, doc_id)
+        targets = [(self.target, WRITABLE_FIELDS)]
+        if self.has_windows():
+            targets.append((self.windows_name(), WINDOW_WRITABLE_FIELDS))
+        written = []
+        for collection, fields in targets:
+            rows = self._rows(collection, doc_id, fields)
+            for row in rows:
+                row["principals"], row["open"] = value, EVERYONE in value
+            if rows:
+                self.client.upsert(collection, rows)
+            written.append(len(rows))
+        return written[0]
+
+    def _rows(self, collection: str, doc_id: str, fields: list[str]) -> list[dict[str, Any]]:
+        """Every row of the document in one of the target's collections (plain paging: Milvus Lite has no
+        query_iterator timestamps)."""
         rows: list[dict[str, Any]] = []
         while True:
-            page = self.client.query(self.target, filter=self._where(doc_id), output_fields=WRITABLE_FIELDS,
-                                     offset=len(rows), limit=PAGE_SIZE)
+            page = self.client.query(collection, filter=self._where(doc_id), output_fields=fields, offset=len(rows),
+                                     limit=PAGE_SIZE)
             rows += page
             if len(page) < PAGE_SIZE:
-                break
-        value = _principals(principals, doc_id)
-        for row in rows:
-            row["principals"], row["open"] = value, EVERYONE in value
-        if rows:
-            self.client.upsert(self.target, rows)
-        return len(rows)
+                return rows
 
     def delete_document(self, doc_id: str) -> None:
         self.client.delete(self.target, filter=self._where(doc_id))
+        if self.has_windows():
+            self.client.delete(self.windows_name(), filter=self._where(doc_id))
 
     def flush(self) -> None:
         """Seal growing segments so searches use the index, not brute force."""
         self.client.flush(self.target)
+        if self.has_windows():
+            self.client.flush(self.windows_name())
 
     def count(self, doc_id: str | None = None) -> int:
         rows = self.client.query(self.target, filter=self._where(doc_id), output_fields=["count(*)"])
@@ -338,13 +454,7 @@ class VectorStore:
         self.client.delete(self.target, ids=sorted(ids))
 
     def chunk_ids_of(self, doc_id: str | None = None) -> list[str]:
-        ids: list[str] = []
-        while True:  # plain paging: Milvus Lite has no query_iterator timestamps
-            rows = self.client.query(self.target, filter=self._where(doc_id), output_fields=["id"], offset=len(ids),
-                                     limit=PAGE_SIZE)
-            ids += [r["id"] for r in rows]
-            if len(rows) < PAGE_SIZE:
-                return ids
+        return [r["id"] for r in self._rows(self.target, doc_id or "", ["id"])]
 
     def _where(self, doc_id: str | None = None, expr: str = "", readers: bool = True) -> str:
         """Every read and delete is scoped to the namespace, even inside its own collection."""
@@ -373,8 +483,15 @@ class VectorStore:
         return learned is not None and time.monotonic() - learned < RESTRICTED_TTL_S
 
     # -- reads -----------------------------------------------------------------------------------
-    def search(self, field: str, vector: Any, limit: int, expr: str = "") -> list[Hit]:
-        """The best chunks the store's reader may see.
+    def search_windows(self, vector: list[float], limit: int, expr: str = "") -> list[Hit]:
+        """The chunks of the best page windows for a MiniLM vector, each once at its best window's score."""
+        hits: dict[str, Hit] = {}
+        for hit in self.search("text_vec", vector, limit, expr, collection=self.windows_name()):
+            hits.setdefault(hit.id, hit)
+        return list(hits.values())
+
+    def search(self, field: str, vector: Any, limit: int, expr: str = "", collection: str | None = None) -> list[Hit]:
+        """The best chunks the store's reader may see (`collection`: the page windows', whose hits name chunks).
 
         Milvus Lite evaluates the reader's array filter row by row in Python (3.9 s against 0.3 s unfiltered for
         a 10k-chunk dense search, measured), so on Lite (a file or a Lite server shared by several processes, told
@@ -383,19 +500,21 @@ class VectorStore:
         chunk restricted meanwhile sends the search round again, filtered. A Milvus server always filters.
         """
         self.ensure_loaded()
+        collection = collection or self.target
         if self.principals is not None and self.lite_engine() and not self.restricted():
-            rows = self._search(field, vector, limit, self._where(expr=expr, readers=False))
+            rows = self._search(collection, field, vector, limit, self._where(expr=expr, readers=False))
             if all(row["entity"]["open"] for row in rows):
                 return self._hits(field, rows)
             _RESTRICTED[(self.settings.milvus_uri, self.target, self.namespace)] = time.monotonic()
-        return self._hits(field, self._search(field, vector, limit, self._where(expr=expr)))
+        return self._hits(field, self._search(collection, field, vector, limit, self._where(expr=expr)))
 
-    def _search(self, field: str, vector: Any, limit: int, where: str) -> list[dict[str, Any]]:
+    def _search(self, collection: str, field: str, vector: Any, limit: int, where: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"metric_type": "BM25" if field == "sparse" else "IP"}
         if field != "sparse" and _LOADED.get((self.settings.milvus_uri, self.target)) == "IVF_SQ8":
             params["params"] = {"nprobe": self.settings.ivf_nprobe}  # the generation's own index decides, not settings
-        return list(self.client.search(self.target, data=[vector], anns_field=field, limit=limit, filter=where,
-                                       output_fields=[*OUTPUT_FIELDS, "open"], search_params=params)[0])
+        fields = WINDOW_OUTPUT_FIELDS if collection != self.target else OUTPUT_FIELDS
+        return list(self.client.search(collection, data=[vector], anns_field=field, limit=limit, filter=where,
+                                       output_fields=[*fields, "open"], search_params=params)[0])
 
     def _hits(self, field: str, rows: list[dict[str, Any]]) -> list[Hit]:
         hits = [_hit(r) for r in rows]
@@ -404,6 +523,8 @@ class VectorStore:
         return hits
 
 
+WINDOW_WRITABLE_FIELDS = ["id", "namespace", "chunk_id", "doc_id", "page", "kind", "bbox", "text", "text_vec",
+                          "principals", "open"]
 WRITABLE_FIELDS = ["id", "namespace", "doc_id", "source_uri", "content_sha256", "page", "chunk_no", "bbox", "kind",
                    "model_version", "has_image", "text", "search_text", "text_vec", "image_vec", "concat_vec", "principals",
                    "open"]
@@ -427,5 +548,5 @@ def concat_vector(image_vec: list[float] | None, text_vec: list[float], alpha: f
 
 def _hit(result: dict[str, Any]) -> Hit:
     entity = result["entity"]
-    return Hit(id=str(result["id"]), doc_id=entity["doc_id"], page=int(entity["page"]), kind=entity["kind"],
-               text=entity["text"], bbox=list(entity["bbox"]), score=float(result["distance"]))
+    return Hit(id=str(entity.get("chunk_id") or result["id"]), doc_id=entity["doc_id"], page=int(entity["page"]),
+               kind=entity["kind"], text=entity["text"], bbox=list(entity["bbox"]), score=float(result["distance"]))

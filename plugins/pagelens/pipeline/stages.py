@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pagelens.chunk import chunk_pages
+from pagelens.chunk import chunk_pages, dense_windows
 from pagelens.contentstore import content_store
 from pagelens.embed import image_encoder, model_version, text_encoder
 from pagelens.errors import DocumentError
@@ -298,15 +298,19 @@ class Writer:
         for chunk in chunks:  # as the source names them now (an artifact may be older)
             chunk.principals = list(parsed.doc.principals)
         doc_id = parsed.doc.doc_id
-        with span("embed_chunk", doc=doc_id, chunks=len(chunks)):
-            text_vecs = text_encoder(self.settings).encode([c.dense_text for c in chunks])
+        windows = dense_windows(chunks, self.settings.dense_window_chars, self.settings.dense_window_stride)
+        with span("embed_chunk", doc=doc_id, chunks=len(chunks), windows=len(windows)):
+            vectors = text_encoder(self.settings).encode([c.dense_text for c in chunks] + [w.text for w in windows])
+            text_vecs, window_vecs = vectors[:len(chunks)], vectors[len(chunks):]
             image_vecs = _image_vectors(chunks, self.settings)
         with span("upsert_vector", doc=doc_id, chunks=len(chunks), collection=self.store.target):
-            old_ids = set(self.store.chunk_ids_of(doc_id))
+            old_ids, old_windows = set(self.store.chunk_ids_of(doc_id)), set(self.store.window_ids_of(doc_id))
             self.store.upsert_chunks(chunks, text_vecs, image_vecs, self.settings.vision_weight)
-            stale = old_ids - {c.id for c in chunks}
-            if stale:
+            self.store.upsert_windows(windows, window_vecs)
+            if stale := old_ids - {c.id for c in chunks}:  # written first, removed after: never a gap
                 self.store.delete_ids(stale)
+            if stale_windows := old_windows - {w.id for w in windows}:
+                self.store.delete_windows(stale_windows)
         return parsed.report(parsed.seconds + time.perf_counter() - start)
 
 
