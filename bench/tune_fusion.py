@@ -35,7 +35,7 @@ from pagelens.records import Hit  # noqa: E402
 from pagelens.retrieve import distinct_pages, fuse_by_page, fuse_scores  # noqa: E402
 
 DENSE_WEIGHTS = [round(i / 20, 2) for i in range(21)]
-RERANK_GRID = {"coverage": [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], "phrase": [0.0, 0.1, 0.2, 0.3, 0.4, 0.6],
+RERANK_GRID = {"coverage": [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0], "phrase": [0.0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0],
                "number": [0.0, 0.1, 0.2, 0.3]}
 
 

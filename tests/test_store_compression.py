@@ -49,7 +49,8 @@ def test_each_vector_index_loads_after_a_flush_and_ranks_like_float32(kind: str,
     for question, expected in QUESTIONS.items():
         hits = store.search("text_vec", encoder.encode([question])[0], 3)
         assert hits[0].page == expected + 1, (kind, question, [h.page for h in hits])
-    # nprobe goes with IVF searches only: the searched generation's own index decides, not the current setting
-    assert all(p.get("params") == ({"nprobe": 3} if kind == "IVF_SQ8" else None) for p in sent), sent
+    # nprobe goes with IVF searches, ef with HNSW ones: the searched generation's own index decides, not the setting
+    expected_params = {"nprobe": 3} if kind == "IVF_SQ8" else {"ef": settings.hnsw_ef}
+    assert all(p.get("params") == expected_params for p in sent), sent
     store.search("sparse", "robot arm", 3)
     assert "params" not in sent[-1]

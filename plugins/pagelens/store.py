@@ -510,8 +510,11 @@ class VectorStore:
 
     def _search(self, collection: str, field: str, vector: Any, limit: int, where: str) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"metric_type": "BM25" if field == "sparse" else "IP"}
-        if field != "sparse" and _LOADED.get((self.settings.milvus_uri, self.target)) == "IVF_SQ8":
-            params["params"] = {"nprobe": self.settings.ivf_nprobe}  # the generation's own index decides, not settings
+        index_type = _LOADED.get((self.settings.milvus_uri, self.target)) if field != "sparse" else None
+        if index_type == "IVF_SQ8":  # the generation's own index decides, not settings
+            params["params"] = {"nprobe": self.settings.ivf_nprobe}
+        elif index_type in ("HNSW", "HNSW_SQ"):
+            params["params"] = {"ef": max(limit, self.settings.hnsw_ef)}
         fields = WINDOW_OUTPUT_FIELDS if collection != self.target else OUTPUT_FIELDS
         return list(self.client.search(collection, data=[vector], anns_field=field, limit=limit, filter=where,
                                        output_fields=[*fields, "open"], search_params=params)[0])
