@@ -20,7 +20,11 @@ def dehyphenate(text: str) -> str:
 
 def chunk_id(namespace: str, doc_id: str, page: int, chunk_no: int, model_version: str) -> str:
     """Deterministic primary key: a rerun overwrites the same rows instead of adding new ones."""
-    key = "\x1f".join([namespace, doc_id, str(page), str(chunk_no), model_version])
+    return _row_id(namespace, doc_id, page, chunk_no, model_version)
+
+
+def _row_id(*parts: object) -> str:
+    key = "\x1f".join(str(part) for part in parts)
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -64,9 +68,9 @@ def dense_windows(chunks: list[Chunk], size: int, stride: int) -> list[DenseWind
         for no, start in enumerate(range(0, max(len(page_text) - (size - stride), 1), stride) if page_text else ()):
             middle = start + min(size, len(page_text) - start) // 2
             owner = next(chunk for end, chunk in ends if middle <= end)
-            key = "\x1f".join([owner.namespace, owner.doc_id, str(owner.page), f"window{no}", owner.model_version])
-            windows.append(DenseWindow(id=hashlib.sha256(key.encode()).hexdigest()[:32], chunk=owner,
-                                       text=clean_for_embedding(page_text[start:start + size])))
+            windows.append(DenseWindow(id=_row_id(owner.namespace, owner.doc_id, owner.page, f"window{no}",
+                                                  owner.model_version),
+                                       chunk=owner, text=clean_for_embedding(page_text[start:start + size])))
     return windows
 
 
