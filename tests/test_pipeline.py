@@ -57,9 +57,16 @@ def test_ingest_report_rerun_skips_and_changed_file_replaces_its_chunks(inbox, s
     assert rows["acme_annual_report.pdf"].reason.startswith("corrupt:") and rows["copy.pdf"].status == "indexed"
 
 
-def test_every_mode_finds_the_page_and_answers_cite_it(inbox, settings) -> None:
+def test_every_mode_finds_the_page_and_answers_cite_it(inbox, settings, monkeypatch) -> None:
     ingest(str(inbox), "acme", settings)
     ingest(str(inbox), "other", settings)
+    searched: list[str] = []  # which collections MiniLM's leg reads: page windows, unless a kind filter
+    real = VectorStore.search
+    monkeypatch.setattr(VectorStore, "search", lambda self, field, *a, **kw: searched.append(
+        kw.get("collection") or self.target) or real(self, field, *a, **kw))
+    retrieve("calibration interval of the robot arm", "acme", settings, mode="dense")
+    retrieve("calibration interval of the robot arm", "acme", settings, mode="dense", filters={"kind": "text"})
+    assert searched == ["pagelens_pw__acme", "pagelens__acme"]
     questions = {("acme_annual_report.pdf", 2): "Which region had the largest revenue share?",
                  ("acme_annual_report.pdf", 4): "What is the calibration interval of the robot arm?",
                  ("warehouse_inspection_scan.png", 1): "How many damaged pallets were found in warehouse B?"}

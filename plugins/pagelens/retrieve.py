@@ -59,15 +59,18 @@ def retrieve(question: str, namespace: str, settings: Settings, mode: str | None
     limit = limit or settings.candidates
     store, expr = VectorStore(settings, namespace, generation, principals), filter_expr(filters)
     with span("retrieve", mode=mode, namespace=namespace, collection=store.target) as retrieval:
-        hits = _ranked(mode, question, store, settings, limit, expr)
+        # a kind filter names the chunk's kind, and a window spans several: dense then searches the chunk vectors
+        windows = not (filters or {}).get("kind")
+        hits = _ranked(mode, question, store, settings, limit, expr, windows)
         retrieval.set_attribute("hits", len(hits))
         return hits
 
 
-def _ranked(mode: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str) -> list[Hit]:
+def _ranked(mode: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str,
+            windows: bool) -> list[Hit]:
     if mode in ("bm25", "dense", "concat"):
-        return _leg(mode, question, store, settings, limit, expr)
-    legs = search_legs(question, store, settings, limit, expr)
+        return _leg(mode, question, store, settings, limit, expr, windows)
+    legs = search_legs(question, store, settings, limit, expr, windows)
     with span("fuse", method="rrf" if mode == "rrf" else "score", legs=sum(1 for h in legs.values() if h)) as fused:
         if mode == "rrf":
             hits = fuse_by_page([(1.0, legs["bm25"]), (1.0, legs["dense"]), (settings.vision_weight, legs["image"])])
@@ -81,29 +84,34 @@ def _ranked(mode: str, question: str, store: VectorStore, settings: Settings, li
                       settings.rerank_pages)
 
 
-def search_legs(question: str, store: VectorStore, settings: Settings, limit: int, expr: str = "") -> dict[str, list[Hit]]:
+def search_legs(question: str, store: VectorStore, settings: Settings, limit: int, expr: str = "",
+                windows: bool = True) -> dict[str, list[Hit]]:
     """Each retriever's chunk hits for the question, best first: BM25, MiniLM, and CLIP's text tower (when on).
 
     The other legs run in the leg pool while BM25 runs in the caller's thread; an error in any leg raises here.
+    `windows`: MiniLM searches the page windows (False: the chunk vectors).
     """
     names = ["dense", "image"] if image_encoder(settings) is not None else ["dense"]  # CLIP off or unloadable
     pending: dict[str, Future[list[Hit]]] = {}
     if settings.retrieval_concurrent:
         for name in names:
-            leg = functools.partial(_leg, name, question, store, settings, limit, expr)
+            leg = functools.partial(_leg, name, question, store, settings, limit, expr, windows)
             pending[name] = _leg_pool(settings.retrieval_threads).submit(in_current_context(leg))
     legs = {"bm25": _leg("bm25", question, store, settings, limit, expr), "dense": [], "image": []}
     for name in names:
-        legs[name] = pending[name].result() if name in pending else _leg(name, question, store, settings, limit, expr)
+        legs[name] = (pending[name].result() if name in pending
+                      else _leg(name, question, store, settings, limit, expr, windows))
     return legs
 
 
 LEG_FIELDS = {"bm25": "sparse", "dense": "text_vec", "concat": "concat_vec", "image": "image_vec"}
 
 
-def _leg(name: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str) -> list[Hit]:
-    """One retriever: encode the question for its field (BM25 takes the text), then search that field."""
-    windows = name == "dense" and store.has_windows()  # MiniLM's page windows; a generation without: chunk vectors
+def _leg(name: str, question: str, store: VectorStore, settings: Settings, limit: int, expr: str,
+         windows: bool = True) -> list[Hit]:
+    """One retriever: encode the question for its field (BM25 takes the text), then search that field (MiniLM:
+    the page windows when asked and the generation has them, else the chunk vectors)."""
+    windows = windows and name == "dense" and store.has_windows()
     with span("query_vector", leg=name, field=LEG_FIELDS[name], limit=limit, windows=windows) as leg_span:
         if windows:
             hits = store.search_windows(_query(name, question, settings), limit, expr)
