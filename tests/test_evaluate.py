@@ -58,3 +58,17 @@ def test_unanswerable_questions_are_told_apart() -> None:
 
     assert is_answerable({"question": "q", "doc": "a.pdf", "pages": [2], "modality": "table"})
     assert not is_answerable({"question": "q", "doc": "a.pdf", "pages": [], "modality": "unanswerable"})
+
+
+def test_eval_table_of_unanswerable_questions_shows_abstentions_not_zero_recall(capsys) -> None:
+    from pagelens.cli import _print_eval
+
+    zero = {m: 0.0 for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@5", "answer_hit")}
+    only_unanswerable = {"n": 0, **zero, "false_abstained": 0.0, "by_modality": {}, "recall@1_ci95": [0.0, 0.0],
+                         "recall@5_ci95": [0.0, 0.0], "n_unanswerable": 12, "abstained": 0.25}
+    _print_eval({"hybrid": only_unanswerable})
+    assert capsys.readouterr().out.strip() == "hybrid   abstained on 3 of 12 unanswerable questions"
+    mixed = {**only_unanswerable, "n": 4, "recall@1": 0.75}
+    _print_eval({"hybrid": mixed})
+    out = capsys.readouterr().out
+    assert "hybrid   all            4      0.750" in out and "abstained on 3 of 12 unanswerable" in out

@@ -336,6 +336,10 @@ def _eval(args: argparse.Namespace) -> int:
 def _print_eval(results: dict[str, dict[str, Any]]) -> None:
     from pagelens.evaluate import METRICS
 
+    if not any(res["n"] for res in results.values()):  # only unanswerable questions: there is no recall to show
+        for mode, res in results.items():
+            print(f"{mode:8} abstained on {_abstained_count(res)} of {res['n_unanswerable']} unanswerable questions")
+        return
     print(f"{'mode':8} {'slice':12} {'n':>3} " + " ".join(f"{m:>10}" for m in METRICS) + f" {'abstain':>10}")
     for mode, res in results.items():
         for name, row in [("all", res), *res["by_modality"].items()]:
@@ -345,8 +349,12 @@ def _print_eval(results: dict[str, dict[str, Any]]) -> None:
         lo5, hi5 = res["recall@5_ci95"]
         line = f"{mode:8} 95% interval: recall@1 {lo1:.3f}-{hi1:.3f}, recall@5 {lo5:.3f}-{hi5:.3f}"
         if res["n_unanswerable"]:
-            line += f"; abstained on {res['abstained']:.3f} of {res['n_unanswerable']} unanswerable"
+            line += f"; abstained on {_abstained_count(res)} of {res['n_unanswerable']} unanswerable"
         print(line + " (abstain column: false abstentions on answerable questions)")
+
+
+def _abstained_count(res: dict[str, Any]) -> int:
+    return round(res["abstained"] * res["n_unanswerable"])
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
