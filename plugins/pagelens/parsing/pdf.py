@@ -22,7 +22,7 @@ from pagelens.rendercap import check_raster, pillow_bomb_pixels, render_dpi
 from pagelens.settings import Settings
 from pagelens.tracing import span
 
-PARSE_VERSION = 4  # bump when parsing output changes: cached parses of older versions are ignored
+PARSE_VERSION = 5  # bump when parsing output changes: cached parses of older versions are ignored
 _CID = re.compile(r"\(cid:\d+\)")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
