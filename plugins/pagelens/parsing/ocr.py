@@ -22,6 +22,7 @@ class OcrResult:
 
 
 SPARSE_WORDS = 40  # fewer words than this from a full-page pass: try sparse-text mode (charts, maps, forms)
+SPARSE_PSM = 11  # Tesseract's sparse-text page segmentation: scattered labels, no reading order
 SURE_CONF = 50  # sparse mode: a word read this sure is kept as read; below it, only if it looks like a word or number
 _NUMBER = re.compile(r"[(\[]?[-+$€£]?\d+([.,:/]\d+)*%?[)\].,;:]?")
 _VOWEL = re.compile(r"[aeiouy]", re.I)
@@ -35,10 +36,10 @@ def ocr_image(image: object, lang: str, scale: float = 1.0, origin: tuple[float,
     default layout mode, falling back to sparse mode when that finds almost nothing.
     """
     if kind == "figure":
-        return _ocr(image, lang, scale, origin, kind, psm=11)
+        return _ocr(image, lang, scale, origin, kind, psm=SPARSE_PSM)
     result = _ocr(image, lang, scale, origin, kind, psm=3)
     if len(result.words) < SPARSE_WORDS:
-        sparse = _ocr(image, lang, scale, origin, kind, psm=11)
+        sparse = _ocr(image, lang, scale, origin, kind, psm=SPARSE_PSM)
         if len(sparse.words) > len(result.words):
             return sparse
     return result
@@ -56,7 +57,7 @@ def _ocr(image: object, lang: str, scale: float, origin: tuple[float, float], ki
     lines: dict[tuple[int, int, int], list[int]] = {}
     for i, word in enumerate(data["text"]):
         conf = float(data["conf"][i])
-        if word.strip() and conf >= 0 and (psm != 11 or conf >= SURE_CONF or plausible(word)):
+        if word.strip() and conf >= 0 and (psm != SPARSE_PSM or conf >= SURE_CONF or plausible(word)):
             lines.setdefault((data["block_num"][i], data["par_num"][i], data["line_num"][i]), []).append(i)
 
     def box(i: int) -> BBox:
