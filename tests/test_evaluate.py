@@ -62,8 +62,9 @@ def test_unanswerable_questions_are_told_apart() -> None:
 
 def test_eval_table_of_unanswerable_questions_shows_abstentions_not_zero_recall(capsys) -> None:
     from pagelens.cli import _print_eval
+    from pagelens.evaluate import METRICS
 
-    zero = {m: 0.0 for m in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@5", "answer_hit")}
+    zero = dict.fromkeys(METRICS, 0.0)
     only_unanswerable = {"n": 0, **zero, "false_abstained": 0.0, "by_modality": {}, "recall@1_ci95": [0.0, 0.0],
                          "recall@5_ci95": [0.0, 0.0], "n_unanswerable": 12, "abstained": 0.25}
     _print_eval({"hybrid": only_unanswerable})
